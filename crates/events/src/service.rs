@@ -1,0 +1,56 @@
+//! What the binary hands a service, and what a service hands back: the seam
+//! that keeps service code unaware of how it is being run.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use miliki_platform::auth::Tokens;
+use miliki_platform::clock::SharedClock;
+use miliki_platform::config::Settings;
+use miliki_platform::crypto::Keyring;
+use miliki_platform::db::{Db, MigrationSet};
+use miliki_platform::ratelimit::RateLimiter;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::EventHandler;
+use crate::outbox::EventWriter;
+
+/// Everything a service is given.
+#[derive(Clone)]
+pub struct ServiceDeps {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub settings: Arc<Settings>,
+    pub keyring: Arc<Keyring>,
+    pub tokens: Arc<Tokens>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub events: EventWriter,
+}
+
+/// A background job: runs until the token is cancelled.
+pub type Job = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
+/// Everything a service offers.
+pub struct ServiceParts {
+    /// Its routes, under `/api/v1/...`.
+    pub router: axum::Router,
+    /// Topic patterns it consumes and the handler for them.
+    pub subscriptions: Vec<(Vec<String>, Arc<dyn EventHandler>)>,
+    pub jobs: Vec<Job>,
+}
+
+/// A service as the binary and the gateway know it.
+pub struct ServiceDef {
+    pub name: &'static str,
+    /// The first path segments under `/api/v1` it owns (`auth`, `users`, `kyc`).
+    pub areas: &'static [&'static str],
+    pub migrations: &'static MigrationSet,
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    pub build: fn(ServiceDeps) -> BoxFuture<'static, anyhow::Result<ServiceParts>>,
+}
+
+/// Which services consume which events, declared on the broker by every
+/// process so nothing published before a consumer's first start is lost.
+pub fn topology() -> Vec<(String, Vec<String>)> {
+    Vec::new()
+}
