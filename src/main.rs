@@ -1,1 +1,282 @@
-fn main() {}
+//! `miliki`: run the platform, or one part of it, and operate it.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use miliki::runtime::{Kernel, Role, Runtime};
+use miliki_platform::auth::Role as UserRole;
+use miliki_platform::clock::SystemClock;
+use miliki_platform::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "miliki",
+    version,
+    about = "Rent-to-own mobility finance platform"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// A TOML settings file (default: ./miliki.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Where embedded mode keeps its SQLite files and generated secrets.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: everything in one process, or one part with --only.
+    Serve {
+        /// Port to listen on (MILIKI_PORT; default 8080).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to listen on (MILIKI_BIND; default 127.0.0.1).
+        #[arg(long)]
+        bind: Option<IpAddr>,
+        /// Run one part alone: `gateway` or a service name (e.g. `users`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Seed demo accounts (idempotent) and print how to log in.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Only this service's database.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Operator accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Field-encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account (the first one, typically).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// The password; prefer MILIKI_ADMIN_PASSWORD so it stays out of shell history.
+        #[arg(long, env = "MILIKI_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new data key, make it active and re-encrypt every field under it.
+    /// With keys from configuration, re-encrypts under the configured active key.
+    Rotate,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.common.config.as_deref())?;
+    if let Some(dir) = cli.common.data_dir {
+        settings.data_dir = dir;
+    }
+    miliki_platform::telemetry::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.command, settings))
+}
+
+async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve {
+            port,
+            bind,
+            only,
+            demo,
+        } => {
+            if let Some(port) = port {
+                settings.port = port;
+            }
+            if let Some(bind) = bind {
+                settings.bind = bind;
+            }
+            serve(settings, only.as_deref(), demo).await
+        }
+        Command::Migrate { only } => {
+            let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+            for service in miliki::SERVICES
+                .iter()
+                .filter(|s| only.as_deref().is_none_or(|o| o == s.name))
+            {
+                let db = kernel.open_db(service).await?;
+                db.close().await;
+                println!("{}: migrations applied", service.name);
+            }
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    name,
+                    phone,
+                    email,
+                    password,
+                },
+        } => {
+            let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+            let deps = kernel.deps(&miliki_users::SERVICE).await?;
+            let id = miliki_users::admin::create_user(
+                &deps,
+                &name,
+                &phone,
+                email.as_deref(),
+                &password,
+                UserRole::Admin,
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            deps.db.close().await;
+            println!("admin {name} created with id {id}");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => rotate_keys(settings).await,
+    }
+}
+
+/// A problem as one line for the terminal.
+fn describe(e: &miliki_platform::ApiError) -> String {
+    let p = e.to_problem();
+    let mut line = format!("{}: {}", p.title, p.detail.unwrap_or_default());
+    for f in p.errors {
+        line.push_str(&format!("\n  {}: {}", f.field, f.message));
+    }
+    line
+}
+
+async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Result<()> {
+    let role = Role::parse(only)?;
+    let started = std::time::Instant::now();
+    let addr = std::net::SocketAddr::new(settings.bind, settings.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+    let runtime = Runtime::start(kernel, role.clone(), listener).await?;
+    if demo {
+        match runtime.deps("users") {
+            Some(deps) => {
+                let created = miliki_users::admin::seed_demo(deps)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+                tracing::info!(created, "demo accounts ready");
+            }
+            None => tracing::warn!("--demo needs the users service in this process"),
+        }
+    }
+    print_banner(&runtime, &role, demo, started.elapsed());
+    let token = runtime.shutdown_token();
+    tokio::spawn(async move {
+        miliki_platform::http::shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and draining outboxes");
+        token.cancel();
+    });
+    runtime.wait().await
+}
+
+fn print_banner(runtime: &Runtime, role: &Role, demo: bool, took: std::time::Duration) {
+    let base = format!("http://{}", runtime.addr);
+    let what = match role {
+        Role::Embedded => "all services (embedded)".to_owned(),
+        Role::Gateway => "the gateway".to_owned(),
+        Role::Service(name) => format!("the {name} service"),
+    };
+    let bold = |s: &str| {
+        if std::io::stdout().is_terminal() {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
+    println!(
+        "\n{} {what} ready in {} ms",
+        bold("Miliki"),
+        took.as_millis()
+    );
+    println!("  API          {base}/api/v1");
+    if *role != Role::Service(String::new()) && !matches!(role, Role::Service(_)) {
+        println!("  API docs     {base}/api/docs");
+        println!("  OpenAPI      {base}/api/openapi.json");
+    }
+    println!("  Health       {base}/health/ready");
+    println!("  Metrics      {base}/metrics");
+    if matches!(role, Role::Embedded) {
+        println!(
+            "  Data         {}",
+            runtime.kernel.settings.data_dir.display()
+        );
+    }
+    if demo {
+        println!("\nDemo accounts (log in with POST {base}/api/v1/auth/login):");
+        for a in miliki_users::admin::DEMO_ACCOUNTS {
+            println!(
+                "  {:<9} login {:<14} password {}",
+                a.role.as_str(),
+                a.phone,
+                a.password
+            );
+        }
+        println!(
+            "\n  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\\n    -d '{{\"login\":\"{}\",\"password\":\"{}\"}}'",
+            miliki_users::admin::DEMO_ACCOUNTS[0].phone,
+            miliki_users::admin::DEMO_ACCOUNTS[0].password
+        );
+    }
+    println!("\nPress Ctrl-C to stop.\n");
+}
+
+async fn rotate_keys(settings: Settings) -> anyhow::Result<()> {
+    let secrets = settings.secrets()?;
+    if let Some(path) = &secrets.file {
+        // Embedded: a new key goes into the secrets file first; running servers
+        // re-read the file when they meet a ciphertext under a key they lack.
+        let mut material = secrets.keys.clone();
+        let id = material.add_key();
+        let jwt = String::from_utf8(secrets.jwt_secret.clone()).context("jwt secret")?;
+        miliki_platform::config::write_secrets_file(path, &jwt, &material)?;
+        println!("added key {id} to {} and made it active", path.display());
+    } else {
+        println!("keys come from configuration; re-encrypting under the configured active key");
+    }
+    let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+    let db = kernel.open_db(&miliki_users::SERVICE).await?;
+    let n = miliki_users::admin::reencrypt_all(&db, &kernel.keyring).await?;
+    db.close().await;
+    println!(
+        "re-encrypted {n} fields under key {}",
+        kernel.keyring.active_key_id()
+    );
+    Ok(())
+}

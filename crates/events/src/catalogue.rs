@@ -39,6 +39,14 @@ pub mod users {
     event!(UserSuspended, "users.user.suspended.v1", user_id);
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct UserReinstated {
+        pub user_id: Uuid,
+        pub reinstated_by: Uuid,
+        pub reason: String,
+    }
+    event!(UserReinstated, "users.user.reinstated.v1", user_id);
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct KycSubmitted {
         pub submission_id: Uuid,
         pub user_id: Uuid,

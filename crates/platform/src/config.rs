@@ -59,7 +59,7 @@ pub struct Settings {
     pub login_max_failures: u64,
     pub login_ip_max_failures: u64,
     pub login_window_secs: u64,
-    /// Requests per minute per client address at the gateway.
+    /// Requests per minute per client address at the gateway; 0 turns the limit off.
     pub rate_limit_per_minute: u64,
     pub request_timeout_secs: u64,
     pub max_body_bytes: usize,

@@ -1,0 +1,383 @@
+//! Starting and stopping the platform.
+//!
+//! `Runtime::start` decides once how things are wired — SQLite files or
+//! PostgreSQL URLs, the in-process bus or RabbitMQ, counters in memory or in
+//! Redis — and hands each service the same kind of [`ServiceDeps`] either way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::Router;
+use miliki_events::bus::{AmqpBus, Bus, MemoryBus, RetryPolicy, Subscription};
+use miliki_events::relay::Relay;
+use miliki_events::service::{ServiceDef, ServiceDeps};
+use miliki_events::EventWriter;
+use miliki_gateway::{Gateway, Route, Upstream};
+use miliki_platform::auth::Tokens;
+use miliki_platform::clock::SharedClock;
+use miliki_platform::config::{Secrets, Settings};
+use miliki_platform::crypto::Keyring;
+use miliki_platform::db::Db;
+use miliki_platform::http::{
+    health_router, metrics_router, not_found, with_common_layers, ReadinessCheck,
+};
+use miliki_platform::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::SERVICES;
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Role {
+    /// The gateway and every service in this process.
+    #[default]
+    Embedded,
+    /// One service alone.
+    Service(String),
+    /// The gateway alone, forwarding to services at configured URLs.
+    Gateway,
+}
+
+impl Role {
+    pub fn parse(only: Option<&str>) -> anyhow::Result<Self> {
+        match only {
+            None | Some("all") => Ok(Role::Embedded),
+            Some("gateway") => Ok(Role::Gateway),
+            Some(name) if crate::service(name).is_some() => Ok(Role::Service(name.to_owned())),
+            Some(other) => anyhow::bail!(
+                "unknown service {other:?}; expected gateway or one of: {}",
+                SERVICES
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// The shared pieces every service gets a handle to.
+pub struct Kernel {
+    pub settings: Arc<Settings>,
+    pub clock: SharedClock,
+    pub secrets: Secrets,
+    pub keyring: Arc<Keyring>,
+    pub tokens: Arc<Tokens>,
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+impl Kernel {
+    pub async fn new(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let secrets = settings.secrets()?;
+        let keyring = match &secrets.file {
+            Some(path) => Keyring::from_file(path)?,
+            None => Keyring::from_material(&secrets.keys)?,
+        };
+        let tokens = Tokens::new(
+            &secrets.jwt_secret,
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+            settings.access_token_ttl_secs,
+            clock.clone(),
+        );
+        let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisLimiter::connect(url, &settings.redis_prefix)
+                    .await
+                    .context("connecting to Redis")?,
+            ),
+            None => Arc::new(MemoryLimiter::new(clock.clone())),
+        };
+        Ok(Self {
+            settings: Arc::new(settings),
+            clock,
+            secrets,
+            keyring: Arc::new(keyring),
+            tokens: Arc::new(tokens),
+            limiter,
+        })
+    }
+
+    /// Opens a service's database and brings its schema up to date.
+    pub async fn open_db(&self, service: &ServiceDef) -> anyhow::Result<Db> {
+        let url = self.settings.database_url(service.name);
+        if url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&self.settings.data_dir)
+                .with_context(|| format!("creating {}", self.settings.data_dir.display()))?;
+        }
+        let db = Db::connect(&url).await.with_context(|| {
+            format!(
+                "opening the {} database at {}",
+                service.name,
+                miliki_platform::db::redact(&url)
+            )
+        })?;
+        db.migrate(&miliki_events::MIGRATIONS).await?;
+        db.migrate(service.migrations).await?;
+        Ok(db)
+    }
+
+    /// The dependencies of one service, on its own database.
+    pub async fn deps(&self, service: &ServiceDef) -> anyhow::Result<ServiceDeps> {
+        let db = self.open_db(service).await?;
+        Ok(ServiceDeps {
+            db,
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+            keyring: self.keyring.clone(),
+            tokens: self.tokens.clone(),
+            limiter: self.limiter.clone(),
+            events: EventWriter::new(format!("/miliki/{}", service.name), self.clock.clone()),
+        })
+    }
+
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        let retry = RetryPolicy {
+            max_attempts: self.settings.event_max_attempts.max(1),
+            base_delay: Duration::from_millis(self.settings.event_retry_base_ms),
+            max_delay: Duration::from_secs(300),
+        };
+        match &self.settings.amqp_url {
+            Some(url) => Arc::new(AmqpBus::new(
+                url,
+                &self.settings.amqp_exchange,
+                retry,
+                miliki_events::service::topology(),
+            )),
+            None => Arc::new(MemoryBus::new(retry)),
+        }
+    }
+}
+
+/// A running platform (or one part of it).
+pub struct Runtime {
+    pub addr: SocketAddr,
+    pub kernel: Arc<Kernel>,
+    /// The dependencies of each service started in this process, by name.
+    pub services: Vec<(&'static str, ServiceDeps)>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    background: tokio_util::task::TaskTracker,
+}
+
+struct DbReady(&'static str, Db);
+
+#[async_trait]
+impl ReadinessCheck for DbReady {
+    fn name(&self) -> String {
+        format!("{}_database", self.0)
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.1.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+struct BusReady(Arc<dyn Bus>);
+
+#[async_trait]
+impl ReadinessCheck for BusReady {
+    fn name(&self) -> String {
+        "event_bus".into()
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ready().await.map_err(|e| e.to_string())
+    }
+}
+
+struct LimiterReady(Arc<dyn RateLimiter>);
+
+#[async_trait]
+impl ReadinessCheck for LimiterReady {
+    fn name(&self) -> String {
+        "rate_limiter".into()
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ready().await.map_err(|e| e.to_string())
+    }
+}
+
+impl Runtime {
+    /// Starts `role` on `listener`.
+    pub async fn start(kernel: Kernel, role: Role, listener: TcpListener) -> anyhow::Result<Self> {
+        let kernel = Arc::new(kernel);
+        let shutdown = CancellationToken::new();
+        let background = tokio_util::task::TaskTracker::new();
+        let bus = kernel.bus();
+        let timeout = Duration::from_secs(kernel.settings.request_timeout_secs);
+        let mut readiness: Vec<Arc<dyn ReadinessCheck>> = Vec::new();
+        let mut services = Vec::new();
+        let mut routes = Vec::new();
+
+        let wanted: Vec<&'static ServiceDef> = match &role {
+            Role::Embedded => SERVICES.iter().collect(),
+            Role::Service(name) => SERVICES.iter().filter(|s| s.name == name).collect(),
+            Role::Gateway => Vec::new(),
+        };
+        if !wanted.is_empty() {
+            readiness.push(Arc::new(BusReady(bus.clone())));
+        }
+        if kernel.settings.redis_url.is_some() {
+            readiness.push(Arc::new(LimiterReady(kernel.limiter.clone())));
+        }
+        for service in wanted {
+            let upstream =
+                match Self::start_service(&kernel, service, &bus, &shutdown, &background).await {
+                    Ok((deps, router)) => {
+                        readiness.push(Arc::new(DbReady(service.name, deps.db.clone())));
+                        services.push((service.name, deps));
+                        Upstream::InProcess(router)
+                    }
+                    // Embedded: one broken service must not take the others down.
+                    Err(e) if role == Role::Embedded => {
+                        tracing::error!(
+                            service = service.name,
+                            error = format!("{e:#}"),
+                            "service failed to start; its routes will answer 503"
+                        );
+                        Upstream::Unavailable(format!("{e:#}"))
+                    }
+                    Err(e) => return Err(e),
+                };
+            routes.push(Route {
+                service: service.name,
+                areas: service.areas,
+                upstream,
+                openapi: (service.openapi)(),
+            });
+        }
+
+        let app: Router = match &role {
+            Role::Service(name) => {
+                let router = match routes.pop().map(|r| r.upstream) {
+                    Some(Upstream::InProcess(router)) => router,
+                    _ => anyhow::bail!("service {name} did not start"),
+                };
+                let app = router
+                    .fallback(not_found)
+                    .merge(health_router(readiness))
+                    .merge(metrics_router());
+                with_common_layers(app, "service", timeout)
+            }
+            Role::Gateway => {
+                let routes = SERVICES
+                    .iter()
+                    .map(|s| Route {
+                        service: s.name,
+                        areas: s.areas,
+                        upstream: match kernel.settings.service_url(s.name) {
+                            Some(url) => Upstream::Remote(url),
+                            None => Upstream::Unavailable(format!(
+                                "no MILIKI_{}_URL configured",
+                                s.name.to_uppercase()
+                            )),
+                        },
+                        openapi: (s.openapi)(),
+                    })
+                    .collect();
+                Gateway {
+                    settings: kernel.settings.clone(),
+                    tokens: kernel.tokens.clone(),
+                    limiter: kernel.limiter.clone(),
+                    routes,
+                    readiness,
+                }
+                .router()
+            }
+            Role::Embedded => Gateway {
+                settings: kernel.settings.clone(),
+                tokens: kernel.tokens.clone(),
+                limiter: kernel.limiter.clone(),
+                routes,
+                readiness,
+            }
+            .router(),
+        };
+
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(miliki_platform::http::serve(
+            listener,
+            app,
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            addr,
+            kernel,
+            services,
+            shutdown,
+            server,
+            background,
+        })
+    }
+
+    async fn start_service(
+        kernel: &Arc<Kernel>,
+        service: &'static ServiceDef,
+        bus: &Arc<dyn Bus>,
+        shutdown: &CancellationToken,
+        background: &tokio_util::task::TaskTracker,
+    ) -> anyhow::Result<(ServiceDeps, Router)> {
+        let deps = kernel.deps(service).await?;
+        let parts = (service.build)(deps.clone()).await?;
+        for (patterns, handler) in parts.subscriptions {
+            bus.subscribe(
+                Subscription {
+                    consumer: service.name.to_owned(),
+                    patterns,
+                    handler,
+                    db: deps.db.clone(),
+                },
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        for job in parts.jobs {
+            background.spawn(job(shutdown.clone()));
+        }
+        let relay = Relay::new(
+            deps.db.clone(),
+            bus.clone(),
+            kernel.clock.clone(),
+            &deps.events,
+        );
+        background.spawn(relay.run(shutdown.clone()));
+        Ok((deps, parts.router))
+    }
+
+    /// The dependencies of a service running here.
+    pub fn deps(&self, name: &str) -> Option<&ServiceDeps> {
+        self.services
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| d)
+    }
+
+    /// A token that stops the runtime when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shut down: stops taking requests, lets in-flight ones
+    /// finish, drains the outboxes, then closes the databases.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        self.shutdown.cancel();
+        self.background.close();
+        self.background.wait().await;
+        for (_, deps) in &self.services {
+            deps.db.close().await;
+        }
+        served??;
+        Ok(())
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
