@@ -1,0 +1,11 @@
+//! The platform's HTTP API, driven as a client would drive it, through the
+//! gateway of an embedded app on a random port.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod gateway;
+mod kyc;
+mod security;
+mod users;
