@@ -248,10 +248,11 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// `GET /metrics` in the Prometheus text format.
 pub fn metrics_router() -> Router {
+    // Install the recorder now, so requests before the first scrape are counted.
+    let handle = metrics_handle();
     Router::new().route(
         "/metrics",
-        get(|| async {
-            let handle = metrics_handle();
+        get(move || async move {
             handle.run_upkeep();
             (
                 [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
