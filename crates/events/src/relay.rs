@@ -98,70 +98,92 @@ impl Relay {
         );
         match self.db.backend() {
             Backend::Postgres => {
+                // Every write goes through the claiming transaction: another
+                // connection would wait on the very row locks it holds.
                 let mut tx = self.db.begin().await?;
                 let rows = sqlx::query(&select)
                     .bind(self.batch)
                     .fetch_all(&mut *tx)
                     .await?;
-                let (published, error) = self.publish_rows(&rows).await;
-                for id in &published {
+                let outcome = self.publish_rows(&rows).await;
+                for id in &outcome.published {
                     self.mark(&mut *tx, id).await?;
                 }
+                if let Some((id, error)) = &outcome.failed {
+                    self.record_failure(&mut *tx, id, error).await?;
+                }
                 tx.commit().await?;
-                error.map_or(Ok(published.len()), Err)
+                outcome.result()
             }
             Backend::Sqlite => {
                 let rows = sqlx::query(&select)
                     .bind(self.batch)
                     .fetch_all(self.db.reader())
                     .await?;
-                let (published, error) = self.publish_rows(&rows).await;
-                for id in &published {
+                let outcome = self.publish_rows(&rows).await;
+                for id in &outcome.published {
                     self.mark(self.db.writer(), id).await?;
                 }
-                error.map_or(Ok(published.len()), Err)
+                if let Some((id, error)) = &outcome.failed {
+                    self.record_failure(self.db.writer(), id, error).await?;
+                }
+                outcome.result()
             }
         }
     }
 
-    async fn publish_rows(
-        &self,
-        rows: &[sqlx::any::AnyRow],
-    ) -> (Vec<String>, Option<anyhow::Error>) {
-        let mut published = Vec::with_capacity(rows.len());
+    async fn publish_rows(&self, rows: &[sqlx::any::AnyRow]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
         for row in rows {
             let id: String = match row.try_get("id") {
                 Ok(id) => id,
-                Err(e) => return (published, Some(e.into())),
-            };
-            let envelope: String = match row.try_get("envelope") {
-                Ok(e) => e,
-                Err(e) => return (published, Some(e.into())),
-            };
-            let event = match Event::from_json(envelope.as_bytes()) {
-                Ok(event) => event,
                 Err(e) => {
-                    return (
-                        published,
-                        Some(anyhow::anyhow!("outbox row {id} is not an event: {e}")),
-                    )
+                    outcome.broken = Some(e.into());
+                    break;
                 }
             };
-            if let Err(e) = self.bus.publish(&event).await {
-                let _ = sqlx::query(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2",
-                )
-                .bind(e.to_string())
-                .bind(&id)
-                .execute(self.db.writer())
-                .await;
-                return (published, Some(e.into()));
+            let published = match row.try_get::<String, _>("envelope") {
+                Ok(envelope) => match Event::from_json(envelope.as_bytes()) {
+                    Ok(event) => self
+                        .bus
+                        .publish(&event)
+                        .await
+                        .map(|()| event)
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(anyhow::anyhow!("outbox row {id} is not an event: {e}")),
+                },
+                Err(e) => Err(e.into()),
+            };
+            match published {
+                Ok(event) => {
+                    metrics::counter!("events_published_total", "type" => event.event_type)
+                        .increment(1);
+                    outcome.published.push(id);
+                }
+                Err(e) => {
+                    outcome.failed = Some((id, e));
+                    break;
+                }
             }
-            metrics::counter!("events_published_total", "type" => event.event_type.clone())
-                .increment(1);
-            published.push(id);
         }
-        (published, None)
+        outcome
+    }
+
+    async fn record_failure<'e, E>(
+        &self,
+        executor: E,
+        id: &str,
+        error: &anyhow::Error,
+    ) -> Result<(), sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+            .bind(format!("{error:#}"))
+            .bind(id)
+            .execute(executor)
+            .await
+            .map(|_| ())
     }
 
     async fn mark<'e, E>(&self, executor: E, id: &str) -> Result<(), sqlx::Error>
@@ -174,6 +196,25 @@ impl Relay {
             .execute(executor)
             .await
             .map(|_| ())
+    }
+}
+
+/// What one batch achieved.
+#[derive(Default)]
+struct BatchOutcome {
+    published: Vec<String>,
+    /// The row that could not be published, and why; the batch stopped there.
+    failed: Option<(String, anyhow::Error)>,
+    /// A row that could not even be read.
+    broken: Option<anyhow::Error>,
+}
+
+impl BatchOutcome {
+    fn result(self) -> anyhow::Result<usize> {
+        match (self.failed, self.broken) {
+            (Some((_, e)), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(self.published.len()),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use super::{Bus, BusError, RetryPolicy, Subscription};
 use crate::envelope::Event;
 
 const ATTEMPT_HEADER: &str = "x-miliki-attempt";
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AmqpBus {
     url: String,
@@ -136,18 +137,22 @@ impl AmqpBus {
         body: &[u8],
         props: BasicProperties,
     ) -> Result<(), BusError> {
-        let confirm = channel
-            .basic_publish(
-                exchange,
-                routing_key,
-                BasicPublishOptions::default(),
-                body,
-                props,
-            )
-            .await
-            .map_err(unavailable)?
-            .await
-            .map_err(unavailable)?;
+        // A broker that vanished mid-publish may never confirm; give up and retry.
+        let confirm = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            channel
+                .basic_publish(
+                    exchange,
+                    routing_key,
+                    BasicPublishOptions::default(),
+                    body,
+                    props,
+                )
+                .await?
+                .await
+        })
+        .await
+        .map_err(|_| BusError::Unavailable("no publisher confirm in time".into()))?
+        .map_err(unavailable)?;
         match confirm {
             Confirmation::Nack(_) => Err(BusError::Refused("broker nacked the event".into())),
             _ => Ok(()),
@@ -182,11 +187,19 @@ impl AmqpBus {
             .await
             .map_err(unavailable)?;
         tracing::info!(consumer = %sub.consumer, queue = %queue, "consuming events");
+        let mut watchdog = tokio::time::interval(Duration::from_millis(500));
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = conn.close(200, "shutting down").await;
                     return Ok(());
+                }
+                // A connection the broker dropped does not always end the stream.
+                _ = watchdog.tick() => {
+                    if !conn.status().connected() {
+                        return Err(BusError::Unavailable("connection lost".into()));
+                    }
+                    continue;
                 }
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => delivery,
