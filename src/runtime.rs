@@ -177,6 +177,19 @@ impl ReadinessCheck for DbReady {
     }
 }
 
+/// A service that did not start: never ready.
+struct Failed(&'static str, String);
+
+#[async_trait]
+impl ReadinessCheck for Failed {
+    fn name(&self) -> String {
+        self.0.to_owned()
+    }
+    async fn check(&self) -> Result<(), String> {
+        Err(format!("not running: {}", self.1))
+    }
+}
+
 struct BusReady(Arc<dyn Bus>);
 
 #[async_trait]
@@ -239,6 +252,7 @@ impl Runtime {
                             error = format!("{e:#}"),
                             "service failed to start; its routes will answer 503"
                         );
+                        readiness.push(Arc::new(Failed(service.name, format!("{e:#}"))));
                         Upstream::Unavailable(format!("{e:#}"))
                     }
                     Err(e) => return Err(e),

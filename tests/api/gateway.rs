@@ -139,3 +139,43 @@ async fn clients_over_the_request_rate_get_429() {
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_service_that_cannot_start_answers_503_and_the_rest_keeps_working() {
+    let app = TestApp::spawn_with(|s| {
+        // A database file that cannot be created.
+        s.extra.insert(
+            "users_database_url".into(),
+            "sqlite:///proc/miliki-cannot-write-here/users.db".into(),
+        );
+    })
+    .await;
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "0712345678", "password": "whatever-it-is"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service-unavailable",
+    );
+    assert!(body["detail"].as_str().unwrap().contains("users"), "{body}");
+    let (status, ready) = app.get("/health/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready["checks"]["users"]
+            .as_str()
+            .unwrap()
+            .contains("not running"),
+        "{ready}"
+    );
+    let (status, _) = app.get("/health/live", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}
