@@ -212,6 +212,56 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     }
 }
 
+/// A `SELECT` whose `WHERE` clause grows with the filters a request names.
+/// Clauses are written with `?` for their one value; numbered placeholders
+/// (`$1`, `$2`, …) are filled in as they are added.
+#[derive(Debug)]
+pub struct FilteredQuery {
+    sql: String,
+    args: Vec<String>,
+}
+
+impl FilteredQuery {
+    /// Starts from `SELECT … FROM … WHERE 1 = 1`.
+    pub fn new(select_from: &str) -> Self {
+        Self {
+            sql: format!("{select_from} WHERE 1 = 1"),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds ` AND <clause>` with its value bound to the clause's `?`.
+    pub fn and(&mut self, clause: &str, value: impl Into<String>) -> &mut Self {
+        self.args.push(value.into());
+        let placeholder = format!("${}", self.args.len());
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&clause.replace('?', &placeholder));
+        self
+    }
+
+    /// Appends SQL with no values, such as `ORDER BY` and `LIMIT`.
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    pub async fn fetch_all(&self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let mut query = sqlx::query(&self.sql);
+        for arg in &self.args {
+            query = query.bind(arg);
+        }
+        query.fetch_all(pool).await
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn like_escape(fragment: &str) -> String {
+    fragment
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 /// Typed reads of the portable column encodings (text ids, microsecond times).
 pub trait RowExt {
     fn uuid(&self, column: &str) -> Result<Uuid, sqlx::Error>;

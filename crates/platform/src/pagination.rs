@@ -45,6 +45,28 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
         .ok_or_else(|| ApiError::field("cursor", "is not a cursor this API issued"))
 }
 
+/// Reads a list request's `limit` and `cursor`, recording what is wrong with
+/// them in `v` so they are reported with the request's other fields.
+pub fn parse_page_params<P: DeserializeOwned>(
+    v: &mut crate::problem::Validator,
+    limit_param: Option<u32>,
+    cursor_param: Option<&str>,
+) -> (u32, Option<P>) {
+    let limit = v
+        .check(
+            "limit",
+            limit(limit_param).map_err(|_| format!("must be between 1 and {MAX_LIMIT}")),
+        )
+        .unwrap_or(DEFAULT_LIMIT);
+    let position = cursor_param.and_then(|c| {
+        v.check(
+            "cursor",
+            decode_cursor::<P>(c).map_err(|_| "is not a cursor this API issued"),
+        )
+    });
+    (limit, position)
+}
+
 /// Builds a page from `limit + 1` fetched rows: the extra row only says there is more.
 pub fn page_from<T, P: Serialize>(
     mut rows: Vec<T>,

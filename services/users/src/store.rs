@@ -6,7 +6,7 @@ use miliki_platform::auth::Role;
 use miliki_platform::clock::to_micros;
 use miliki_platform::contact::{EmailAddress, PhoneNumber};
 use miliki_platform::crypto::Keyring;
-use miliki_platform::db::{is_unique_violation, Db, RowExt, Tx};
+use miliki_platform::db::{is_unique_violation, like_escape, Db, FilteredQuery, RowExt, Tx};
 use miliki_platform::ApiError;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -197,40 +197,26 @@ pub async fn list_users(
     keys: &Keyring,
     filter: &UserFilter,
 ) -> Result<Vec<UserRecord>, ApiError> {
-    let mut sql = format!("SELECT {USER_COLUMNS} FROM users WHERE 1 = 1");
-    let mut args: Vec<String> = Vec::new();
-    let mut push = |clause: &str, value: String, sql: &mut String| {
-        args.push(value);
-        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-    };
+    let mut query = FilteredQuery::new(&format!("SELECT {USER_COLUMNS} FROM users"));
     if let Some(agent) = filter.onboarded_by {
-        push(" AND onboarded_by = ?", agent.to_string(), &mut sql);
+        query.and("onboarded_by = ?", agent.to_string());
     }
     if let Some(role) = filter.role {
-        push(" AND role = ?", role.as_str().to_owned(), &mut sql);
+        query.and("role = ?", role.as_str());
     }
     if let Some(fragment) = &filter.name_contains {
-        let escaped = fragment
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        push(
-            " AND name_search LIKE ? ESCAPE '\\'",
-            format!("%{escaped}%"),
-            &mut sql,
+        query.and(
+            "name_search LIKE ? ESCAPE '\\'",
+            format!("%{}%", like_escape(fragment)),
         );
     }
     if let Some(index) = &filter.phone_index {
-        push(" AND phone_index = ?", index.clone(), &mut sql);
+        query.and("phone_index = ?", index.as_str());
     }
     if let Some(before) = filter.before {
-        push(" AND id < ?", before.to_string(), &mut sql);
+        query.and("id < ?", before.to_string());
     }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit + 1));
-    let mut query = sqlx::query(&sql);
-    for arg in &args {
-        query = query.bind(arg);
-    }
+    query.push(&format!(" ORDER BY id DESC LIMIT {}", filter.limit + 1));
     let rows = query.fetch_all(db.reader()).await?;
     rows.iter().map(|r| UserRecord::from_row(r, keys)).collect()
 }
@@ -539,40 +525,24 @@ pub async fn list_submissions(
     keys: &Keyring,
     f: &SubmissionFilter,
 ) -> Result<Vec<SubmissionRecord>, ApiError> {
-    let mut sql = format!(
-        "SELECT {} FROM kyc_submissions s WHERE 1 = 1",
-        SUBMISSION_COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut args: Vec<String> = Vec::new();
-    let mut push = |clause: &str, value: String, sql: &mut String| {
-        args.push(value);
-        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-    };
+    let mut query =
+        FilteredQuery::new(&format!("SELECT {SUBMISSION_COLUMNS} FROM kyc_submissions"));
     if let Some(user) = f.user_id {
-        push(" AND s.user_id = ?", user.to_string(), &mut sql);
+        query.and("user_id = ?", user.to_string());
     }
     if let Some(agent) = f.onboarded_by {
-        push(
-            " AND s.user_id IN (SELECT id FROM users WHERE onboarded_by = ?)",
+        query.and(
+            "user_id IN (SELECT id FROM users WHERE onboarded_by = ?)",
             agent.to_string(),
-            &mut sql,
         );
     }
     if let Some(status) = f.status {
-        push(" AND s.status = ?", status.as_str().to_owned(), &mut sql);
+        query.and("status = ?", status.as_str());
     }
     if let Some(before) = f.before {
-        push(" AND s.id < ?", before.to_string(), &mut sql);
+        query.and("id < ?", before.to_string());
     }
-    sql.push_str(&format!(" ORDER BY s.id DESC LIMIT {}", f.limit + 1));
-    let mut query = sqlx::query(&sql);
-    for arg in &args {
-        query = query.bind(arg);
-    }
+    query.push(&format!(" ORDER BY id DESC LIMIT {}", f.limit + 1));
     let rows = query.fetch_all(db.reader()).await?;
     rows.iter()
         .map(|r| SubmissionRecord::from_row(r, keys))

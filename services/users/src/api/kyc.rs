@@ -353,24 +353,13 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<SubmissionView>>, ApiError> {
     let mut v = Validator::new();
-    let limit = v.check(
-        "limit",
-        pagination::limit(params.limit)
-            .map_err(|_| format!("must be between 1 and {}", pagination::MAX_LIMIT)),
-    );
+    let (limit, before) =
+        pagination::parse_page_params::<Uuid>(&mut v, params.limit, params.cursor.as_deref());
     let status = params
         .status
         .as_deref()
         .and_then(|s| v.check("status", s.parse::<KycStatus>()));
-    let before = match params.cursor.as_deref() {
-        Some(c) => v.check(
-            "cursor",
-            pagination::decode_cursor::<Uuid>(c).map_err(|_| "is not a cursor this API issued"),
-        ),
-        None => None,
-    };
     v.finish()?;
-    let limit = limit.unwrap_or(pagination::DEFAULT_LIMIT);
     let filter = match caller.role {
         Role::Customer => {
             if params.user_id.is_some_and(|u| u != caller.id) {

@@ -162,28 +162,18 @@ pub async fn list(
 ) -> Result<Json<Page<UserView>>, ApiError> {
     caller.require(&[Role::Admin, Role::Agent])?;
     let mut v = Validator::new();
-    let limit = v.check(
-        "limit",
-        pagination::limit(params.limit)
-            .map_err(|_| format!("must be between 1 and {}", pagination::MAX_LIMIT)),
-    );
+    let (limit, before) =
+        pagination::parse_page_params::<Uuid>(&mut v, params.limit, params.cursor.as_deref());
     let role = params
         .role
         .as_deref()
         .and_then(|r| v.check("role", r.parse::<Role>()));
-    let before = match params.cursor.as_deref() {
-        Some(c) => v.check(
-            "cursor",
-            pagination::decode_cursor::<Uuid>(c).map_err(|_| "is not a cursor this API issued"),
-        ),
-        None => None,
-    };
     v.finish()?;
     let mut filter = UserFilter {
         onboarded_by: (caller.role == Role::Agent).then_some(caller.id),
         role,
         before,
-        limit: limit.unwrap_or(pagination::DEFAULT_LIMIT),
+        limit,
         ..UserFilter::default()
     };
     if let Some(q) = params.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
