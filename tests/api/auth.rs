@@ -369,3 +369,37 @@ async fn suspended_accounts_cannot_log_in_and_their_tokens_stop_working() {
     app.login(&me.phone, PASSWORD).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn token_endpoints_refuse_bad_input_and_anonymous_callers() {
+    let app = TestApp::spawn().await;
+    for path in ["/api/v1/auth/refresh", "/api/v1/auth/logout"] {
+        let (status, body) = app.post(path, None, json!({})).await;
+        assert_problem(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        );
+        assert_eq!(invalid_fields(&body), ["refresh_token"]);
+        let (status, body) = app.post(path, None, json!({"refresh_token": 7})).await;
+        assert_problem(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        );
+    }
+    // Logging out an unknown token is harmless and says nothing.
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/logout",
+            None,
+            json!({"refresh_token": "never-issued"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app.get("/api/v1/users/me", None).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    app.stop().await;
+}

@@ -229,3 +229,36 @@ async fn the_cli_path_creates_admins_with_the_same_rules() {
     assert_eq!(problem.errors.len(), 3);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn only_admins_reinstate() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let agent = app.agent().await;
+    let customer = app.customer_of(&agent).await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/users/{}/suspend", customer.id),
+            Some(&admin.token),
+            json!({"reason": "arrears"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/api/v1/users/{}/reinstate", customer.id);
+    let (status, body) = app
+        .post(&path, Some(&agent.token), json!({"reason": "paid"}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app.post(&path, None, json!({"reason": "paid"})).await;
+    assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (status, user) = app
+        .post(&path, Some(&admin.token), json!({"reason": "paid"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["status"], "active");
+    let (status, body) = app
+        .post(&path, Some(&admin.token), json!({"reason": "again"}))
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    app.stop().await;
+}
