@@ -85,3 +85,106 @@ pub mod users {
         user_id
     );
 }
+
+/// Events of the vehicles service.
+pub mod vehicles {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    /// A vehicle joined the inventory.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct VehicleListed {
+        pub vehicle_id: Uuid,
+        pub vehicle_type: String,
+        pub make: String,
+        pub model: String,
+        pub year: i32,
+        pub branch: String,
+        pub price_minor: i64,
+        pub currency: String,
+        pub status: String,
+    }
+    event!(VehicleListed, "vehicles.vehicle.listed.v1", vehicle_id);
+
+    /// A vehicle's facts changed; `fields` names which.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct VehicleUpdated {
+        pub vehicle_id: Uuid,
+        pub version: i64,
+        pub fields: Vec<String>,
+        pub updated_by: Uuid,
+    }
+    event!(VehicleUpdated, "vehicles.vehicle.updated.v1", vehicle_id);
+
+    /// A vehicle moved along its lifecycle.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct VehicleStatusChanged {
+        pub vehicle_id: Uuid,
+        pub from: String,
+        pub to: String,
+        /// Who moved it; absent when the system did (a reservation expiring).
+        pub actor_id: Option<Uuid>,
+        pub reason: String,
+        /// The customer the vehicle is now held for, if any.
+        pub held_by: Option<Uuid>,
+    }
+    event!(
+        VehicleStatusChanged,
+        "vehicles.vehicle.status_changed.v1",
+        vehicle_id
+    );
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ReservationCreated {
+        pub reservation_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub customer_id: Uuid,
+        pub expires_at: DateTime<Utc>,
+    }
+    event!(
+        ReservationCreated,
+        "vehicles.reservation.created.v1",
+        reservation_id
+    );
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ReservationExpired {
+        pub reservation_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub customer_id: Uuid,
+    }
+    event!(
+        ReservationExpired,
+        "vehicles.reservation.expired.v1",
+        reservation_id
+    );
+
+    /// A reservation ended early: the customer cancelled it or staff released it.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ReservationCancelled {
+        pub reservation_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub customer_id: Uuid,
+        pub cancelled_by: Uuid,
+        pub reason: String,
+    }
+    event!(
+        ReservationCancelled,
+        "vehicles.reservation.cancelled.v1",
+        reservation_id
+    );
+
+    /// A reservation became a contract and its vehicle was assigned.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ReservationConverted {
+        pub reservation_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub customer_id: Uuid,
+        pub contract_id: Uuid,
+    }
+    event!(
+        ReservationConverted,
+        "vehicles.reservation.converted.v1",
+        reservation_id
+    );
+}

@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod outbox;
 pub mod relay;
 pub mod service;
+pub mod standing;
 
 pub use bus::{Bus, EventHandler, RetryPolicy, Subscription};
 pub use envelope::{Event, EventPayload};

@@ -12,6 +12,8 @@ pub mod config;
 pub mod contact;
 pub mod crypto;
 pub mod db;
+pub mod enums;
+pub mod etag;
 pub mod http;
 pub mod id;
 pub mod money;

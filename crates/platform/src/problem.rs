@@ -249,6 +249,17 @@ impl Validator {
         }
     }
 
+    /// A required text field, trimmed: absent or blank is recorded as an error.
+    pub fn required<'a>(&mut self, field: &str, value: &'a Option<String>) -> Option<&'a str> {
+        match value.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Some(s),
+            _ => {
+                self.error(field, "is required");
+                None
+            }
+        }
+    }
+
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }
