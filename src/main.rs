@@ -12,6 +12,9 @@ use miliki_platform::auth::Role as UserRole;
 use miliki_platform::clock::SystemClock;
 use miliki_platform::config::Settings;
 
+mod bench;
+mod import;
+
 #[derive(Parser)]
 #[command(
     name = "miliki",
@@ -68,6 +71,34 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The vehicle inventory.
+    Vehicles {
+        #[command(subcommand)]
+        command: VehiclesCommand,
+    },
+    /// Measure speed on this machine (embedded mode, in a temporary data directory).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VehiclesCommand {
+    /// Import an inventory sheet (CSV with a header row); safe to repeat.
+    Import {
+        /// The sheet.
+        file: PathBuf,
+        /// Where to write the per-row error report (default: FILE with `.errors.csv`).
+        #[arg(long)]
+        errors: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Load vehicles, then time searches and reads through the gateway.
+    Vehicles(bench::VehiclesArgs),
 }
 
 #[derive(Subcommand)]
@@ -163,6 +194,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate,
         } => rotate_keys(settings).await,
+        Command::Vehicles {
+            command: VehiclesCommand::Import { file, errors },
+        } => import::run(settings, &file, errors.as_deref()).await,
+        Command::Bench {
+            command: BenchCommand::Vehicles(args),
+        } => bench::vehicles(settings, args).await,
     }
 }
 
@@ -194,6 +231,13 @@ async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Re
                 tracing::info!(created, "demo accounts ready");
             }
             None => tracing::warn!("--demo needs the users service in this process"),
+        }
+        if let Some(deps) = runtime.deps("vehicles") {
+            let state = miliki_vehicles::AppState::new(deps.clone());
+            let added = miliki_vehicles::demo::seed_demo(&state)
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            tracing::info!(added, "demo inventory ready");
         }
     }
     print_banner(&runtime, &role, demo, started.elapsed());
@@ -252,6 +296,12 @@ fn print_banner(runtime: &Runtime, role: &Role, demo: bool, took: std::time::Dur
             "\n  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' \\\n    -d '{{\"login\":\"{}\",\"password\":\"{}\"}}'",
             miliki_users::admin::DEMO_ACCOUNTS[0].phone,
             miliki_users::admin::DEMO_ACCOUNTS[0].password
+        );
+    }
+    if demo && matches!(role, Role::Embedded) {
+        println!(
+            "\nDemo inventory: {} vehicles across Kenya, e.g. motorcycles near Nairobi CBD:\n  GET {base}/api/v1/vehicles?type=motorcycle&near=-1.2864,36.8172&radius_km=10",
+            miliki_vehicles::demo::DEMO_SIZE
         );
     }
     println!("\nPress Ctrl-C to stop.\n");

@@ -52,5 +52,16 @@ pub struct ServiceDef {
 /// Which services consume which events, declared on the broker by every
 /// process so nothing published before a consumer's first start is lost.
 pub fn topology() -> Vec<(String, Vec<String>)> {
-    Vec::new()
+    vec![(
+        "vehicles".to_owned(),
+        crate::standing::PATTERNS
+            .iter()
+            .copied()
+            // The payments service's contract activation converts reservations.
+            .chain(["payments.contract.activated.v1"])
+            // Its own events too: they invalidate its shared search cache.
+            .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
+            .map(str::to_owned)
+            .collect(),
+    )]
 }

@@ -1,0 +1,122 @@
+//! `GET /vehicles/availability/stream`: Server-Sent Events of status changes.
+//! Each event's id is the status change's id; a client that reconnects with
+//! `Last-Event-ID` (browsers' EventSource does so by itself) is first replayed
+//! what it missed, from the database, then follows live changes.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use miliki_platform::problem::Problem;
+use miliki_platform::ApiError;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::feed::{AvailabilityChange, FeedItem};
+use crate::state::{AppState, Caller};
+use crate::store;
+
+const REPLAY_BATCH: i64 = 500;
+
+/// Live status changes as `text/event-stream`; events are named `status_changed`.
+#[utoipa::path(get, path = "/api/v1/vehicles/availability/stream", tag = "vehicles", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses(
+        (status = 200, description = "An endless stream of `status_changed` events", body = AvailabilityChange, content_type = "text/event-stream"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // An id we did not issue cannot be resumed from; start live instead of failing the reconnect.
+    let last: Option<Uuid> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| Uuid::parse_str(s.trim()).ok());
+    let live = state.feed.subscribe();
+    let cursor = match last {
+        Some(id) => Some(id),
+        None => store::latest_history_id(&state.deps.db).await?,
+    };
+    let events = follow(state, cursor, live);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+struct Follow {
+    state: AppState,
+    cursor: Option<Uuid>,
+    live: tokio::sync::broadcast::Receiver<FeedItem>,
+    closed: tokio_util::sync::CancellationToken,
+    /// Rows read from the database, not yet sent.
+    pending: std::collections::VecDeque<FeedItem>,
+    /// Whether the database may still hold rows after `cursor` that the live channel did not carry.
+    catching_up: bool,
+}
+
+fn to_event(item: &FeedItem) -> Event {
+    Event::default()
+        .id(item.id.to_string())
+        .event("status_changed")
+        .json_data(&item.change)
+        .unwrap_or_else(|_| Event::default().comment("unserialisable change"))
+}
+
+fn follow(
+    state: AppState,
+    cursor: Option<Uuid>,
+    live: tokio::sync::broadcast::Receiver<FeedItem>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let start = Follow {
+        closed: state.feed.closed(),
+        state,
+        cursor,
+        live,
+        pending: Default::default(),
+        catching_up: true,
+    };
+    stream::unfold(start, |mut f| async move {
+        loop {
+            if f.closed.is_cancelled() {
+                return None;
+            }
+            if let Some(item) = f.pending.pop_front() {
+                f.cursor = Some(item.id);
+                return Some((Ok(to_event(&item)), f));
+            }
+            if f.catching_up {
+                match store::history_since(&f.state.deps.db, f.cursor, REPLAY_BATCH).await {
+                    Ok(rows) => {
+                        f.catching_up = rows.len() as i64 == REPLAY_BATCH;
+                        f.pending.extend(rows.iter().map(FeedItem::from));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "availability replay failed; the client will reconnect");
+                        return None;
+                    }
+                }
+            }
+            let next = tokio::select! {
+                _ = f.closed.cancelled() => return None,
+                next = f.live.recv() => next,
+            };
+            match next {
+                // Already replayed from the database.
+                Ok(item) if f.cursor.is_some_and(|c| item.id <= c) => continue,
+                Ok(item) => f.pending.push_back(item),
+                // Fell behind the live channel: read the gap from the database.
+                Err(RecvError::Lagged(_)) => f.catching_up = true,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
+}

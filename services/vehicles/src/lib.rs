@@ -1,0 +1,141 @@
+//! The vehicles service: the inventory of motorcycles, cars, vans and trucks,
+//! its search, reservations, and live availability. It owns its database,
+//! publishes `vehicles.*` events, and learns about customers (KYC approval,
+//! suspension) only from the users service's events.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use futures::FutureExt;
+use miliki_events::service::{Job, ServiceDef, ServiceDeps, ServiceParts};
+use miliki_events::EventHandler;
+use miliki_platform::db::{Migration, MigrationSet};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub mod api;
+pub mod cache;
+pub mod demo;
+pub mod domain;
+pub mod events;
+pub mod feed;
+pub mod import;
+pub mod search;
+pub mod state;
+pub mod store;
+
+pub use state::{AppState, Config};
+
+/// The vehicles service as the binary and gateway know it.
+pub const SERVICE: ServiceDef = ServiceDef {
+    name: "vehicles",
+    areas: &["vehicles", "reservations"],
+    migrations: &MIGRATIONS,
+    openapi,
+    build: |deps| build(deps).boxed(),
+};
+
+pub static MIGRATIONS: MigrationSet = MigrationSet {
+    name: "vehicles",
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "init",
+            sql: include_str!("../migrations/0001_init.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "user_standing",
+            sql: miliki_events::standing::SCHEMA,
+        },
+    ],
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    tags(
+        (name = "vehicles", description = "Inventory, search, photos, lifecycle and live availability"),
+        (name = "reservations", description = "Holding a vehicle before a contract"),
+    ),
+    components(schemas(miliki_platform::problem::Problem))
+)]
+struct VehiclesDoc;
+
+fn routes(upload_limit: usize, body_limit: usize) -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(api::photos::upload))
+        .routes(routes!(api::import::upload))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    OpenApiRouter::with_openapi(VehiclesDoc::openapi())
+        .routes(routes!(api::vehicles::search, api::vehicles::create))
+        .routes(routes!(api::vehicles::get, api::vehicles::update))
+        .routes(routes!(api::vehicles::change_status))
+        .routes(routes!(api::vehicles::history))
+        .routes(routes!(api::stream::stream))
+        .routes(routes!(api::photos::photo))
+        .routes(routes!(api::photos::thumbnail))
+        .routes(routes!(api::reservations::create))
+        .routes(routes!(api::reservations::list))
+        .routes(routes!(api::reservations::get, api::reservations::cancel))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(uploads)
+}
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes(0, 0).split_for_parts().1
+}
+
+impl AppState {
+    /// The state of a service built from `deps`, without a shared cache (CLI, tests).
+    pub fn new(deps: ServiceDeps) -> Self {
+        Self {
+            config: Arc::new(Config::from_settings(&deps.settings)),
+            deps,
+            feed: feed::Feed::new(),
+            cache: None,
+        }
+    }
+}
+
+async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
+    let mut state = AppState::new(deps.clone());
+    if let Some(url) = &deps.settings.redis_url {
+        match cache::SearchCache::connect(
+            url,
+            &deps.settings.redis_prefix,
+            state.config.cache_ttl_secs,
+        )
+        .await
+        {
+            Ok(c) => state.cache = Some(c),
+            // Search works without the cache, only slower.
+            Err(e) => tracing::warn!(error = %e, "search cache unavailable; searching uncached"),
+        }
+    }
+    // A database filled before this start (or by the CLI) may have no planner statistics yet.
+    import::refresh_statistics(&deps.db).await;
+    let upload_limit = deps.settings.max_upload_bytes * 3 + 64 * 1024;
+    let (router, _) = routes(upload_limit, deps.settings.max_body_bytes).split_for_parts();
+    let consumer: Arc<dyn EventHandler> = Arc::new(events::Consumer {
+        state: state.clone(),
+    });
+    let expiry_state = state.clone();
+    let feed_state = state.clone();
+    let jobs: Vec<Job> = vec![
+        Box::new(move |shutdown| events::run_expiry(expiry_state, shutdown).boxed()),
+        Box::new(move |shutdown| {
+            let poll = feed_state.config.feed_poll;
+            feed_state
+                .feed
+                .clone()
+                .run(feed_state.deps.db.clone(), poll, shutdown)
+                .boxed()
+        }),
+    ];
+    Ok(ServiceParts {
+        subscriptions: vec![(events::patterns(state.cache.is_some()), consumer)],
+        router: router.with_state(state),
+        jobs,
+    })
+}

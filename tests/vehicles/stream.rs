@@ -1,0 +1,153 @@
+//! The availability stream: live status changes, and replay after a reconnect.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::support::*;
+
+/// One parsed Server-Sent Event.
+#[derive(Debug)]
+struct Sse {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+struct Reader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<axum::body::Bytes>>,
+    buffer: String,
+}
+
+impl Reader {
+    async fn open(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Self {
+        let mut req = app
+            .client
+            .get(app.url("/api/v1/vehicles/availability/stream"))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("stream");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        Self {
+            body: resp.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments and keep-alives skipped), within five seconds.
+    async fn next(&mut self) -> Sse {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let (mut id, mut event, mut data) =
+                        (String::new(), String::new(), String::new());
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("id:") {
+                            id = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim());
+                        }
+                    }
+                    if !data.is_empty() {
+                        return Sse {
+                            id,
+                            event,
+                            data: serde_json::from_str(&data).unwrap(),
+                        };
+                    }
+                    continue;
+                }
+                let chunk = self.body.next().await.expect("stream open").expect("chunk");
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .expect("an event within 5 s")
+    }
+}
+
+#[tokio::test]
+async fn the_stream_follows_changes_and_resumes_after_a_reconnect() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let customer = eligible_customer(&app, &admin).await;
+    let v = list_vehicle(&app, &admin, car()).await;
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    let mut stream = Reader::open(&app, &customer.token, None).await;
+    let (status, r) = app
+        .post(
+            &format!("/api/v1/vehicles/{id}/reservations"),
+            Some(&customer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let first = stream.next().await;
+    assert_eq!(first.event, "status_changed");
+    assert_eq!(first.data["vehicle_id"], id);
+    assert_eq!(
+        (first.data["from"].as_str(), first.data["to"].as_str()),
+        (Some("available"), Some("reserved"))
+    );
+    assert_eq!(first.data["available"], false);
+    assert!(
+        first.data.get("held_by").is_none(),
+        "the stream is public: {:?}",
+        first.data
+    );
+    drop(stream);
+
+    // Changes while disconnected are replayed, in order, after Last-Event-ID.
+    let (status, _) = delete(
+        &app,
+        &format!("/api/v1/reservations/{}", r["id"].as_str().unwrap()),
+        &customer.token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/vehicles/{id}/status"),
+            Some(&admin.token),
+            json!({"status": "in_maintenance", "reason": "tyres"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut resumed = Reader::open(&app, &customer.token, Some(&first.id)).await;
+    let a = resumed.next().await;
+    let b = resumed.next().await;
+    assert_eq!(
+        (a.data["to"].as_str(), a.data["available"].as_bool()),
+        (Some("available"), Some(true))
+    );
+    assert_eq!(b.data["to"], "in_maintenance");
+    assert!(first.id < a.id && a.id < b.id);
+    // And then follows live.
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/vehicles/{id}/status"),
+            Some(&admin.token),
+            json!({"status": "available", "reason": "fixed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let c = resumed.next().await;
+    assert_eq!(c.data["to"], "available");
+
+    let (status, _) = app.get("/api/v1/vehicles/availability/stream", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
