@@ -50,6 +50,7 @@ async fn wait_ready(client: &reqwest::Client, url: &str, what: &str, procs: &mut
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL and RabbitMQ: MILIKI_TEST_DATABASE_URL, MILIKI_TEST_AMQP_URL (bash .ci/run sets them)"]
 async fn kyc_approval_in_users_enables_a_reservation_in_vehicles() {
     let Some(pg) = postgres_url() else {
         eprintln!("SKIPPED: distributed::kyc_approval_in_users_enables_a_reservation_in_vehicles needs MILIKI_TEST_DATABASE_URL and MILIKI_TEST_AMQP_URL");

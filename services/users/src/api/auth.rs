@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::required;
 use super::users::UserView;
 use crate::domain::{parse_name, UserStatus};
 use crate::state::AppState;
@@ -57,14 +56,18 @@ pub(crate) async fn parse_new_user(
         password,
     } = fields;
     let region = &state.deps.settings.default_region;
-    let name = required(&mut v, "name", name).and_then(|n| v.check("name", parse_name(n)));
-    let phone = required(&mut v, "phone", phone)
+    let name = v
+        .required("name", name)
+        .and_then(|n| v.check("name", parse_name(n)));
+    let phone = v
+        .required("phone", phone)
         .and_then(|p| v.check("phone", PhoneNumber::parse(p, region)));
     let email = match email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
         Some(e) => v.check("email", EmailAddress::parse(e)).map(Some),
         None => Some(None),
     };
-    let password = required(&mut v, "password", password)
+    let password = v
+        .required("password", password)
         .and_then(|p| v.check("password", Password::parse(p)));
     v.finish()?;
     let (Some(name), Some(phone), Some(email), Some(password)) = (name, phone, email, password)
@@ -186,8 +189,8 @@ pub async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let mut v = Validator::new();
-    let login = required(&mut v, "login", &body.login);
-    let password = required(&mut v, "password", &body.password);
+    let login = v.required("login", &body.login);
+    let password = v.required("password", &body.password);
     v.finish()?;
     let (Some(login), Some(password)) = (login, password) else {
         return Err(ApiError::internal(anyhow::anyhow!(
@@ -313,7 +316,7 @@ pub async fn refresh(
     Json(body): Json<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let mut v = Validator::new();
-    let token = required(&mut v, "refresh_token", &body.refresh_token);
+    let token = v.required("refresh_token", &body.refresh_token);
     v.finish()?;
     let token = token.unwrap_or_default();
     let deps = &state.deps;
@@ -369,7 +372,7 @@ pub async fn logout(
     Json(body): Json<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let mut v = Validator::new();
-    let token = required(&mut v, "refresh_token", &body.refresh_token);
+    let token = v.required("refresh_token", &body.refresh_token);
     v.finish()?;
     let deps = &state.deps;
     let mut tx = deps.db.begin().await?;

@@ -264,7 +264,7 @@ async fn change_status(
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(&[Role::Admin])?;
     let mut v = Validator::new();
-    let reason = super::required(&mut v, "reason", &body.reason);
+    let reason = v.required("reason", &body.reason);
     if reason.is_some_and(|r| r.chars().count() > 500) {
         v.error("reason", "must be at most 500 characters");
     }
