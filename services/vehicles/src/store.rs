@@ -144,6 +144,42 @@ fn duplicate(err: &sqlx::Error) -> Option<ApiError> {
     )))
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the facts an INSERT and an UPDATE both write, in the order both
+/// statements list them: make … search_text, then the time of the write.
+fn bind_facts<'q>(query: AnyQuery<'q>, v: &'q NewVehicle, now: DateTime<Utc>) -> AnyQuery<'q> {
+    query
+        .bind(&v.make)
+        .bind(v.make.to_lowercase())
+        .bind(&v.model)
+        .bind(v.model.to_lowercase())
+        .bind(i64::from(v.year))
+        .bind(&v.colour)
+        .bind(v.vin.as_str())
+        .bind(v.registration.as_str())
+        .bind(v.registration.key())
+        .bind(v.mileage_km)
+        .bind(v.condition.as_str())
+        .bind(v.fuel.as_str())
+        .bind(&v.branch)
+        .bind(v.location.latitude)
+        .bind(v.location.longitude)
+        .bind(v.price_minor)
+        .bind(v.currency.code())
+        .bind(v.cost_price_minor)
+        .bind(v.notes.as_deref())
+        .bind(&v.description)
+        .bind(v.specs.engine_cc)
+        .bind(v.specs.seats)
+        .bind(v.specs.transmission.map(|t| t.as_str()))
+        .bind(v.specs.cargo_volume_litres)
+        .bind(v.specs.payload_kg)
+        .bind(v.specs.axles)
+        .bind(search_text(v))
+        .bind(to_micros(now))
+}
+
 /// Inserts a vehicle (status `available`, version 1) and its search terms.
 pub async fn insert_vehicle(
     tx: &mut Tx,
@@ -151,7 +187,7 @@ pub async fn insert_vehicle(
     v: &NewVehicle,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO vehicles (id, vehicle_type, make, make_key, model, model_key, year, colour, \
          vin, registration, registration_key, mileage_km, condition, fuel, branch, latitude, \
          longitude, price_minor, currency, cost_price_minor, notes, description, engine_cc, seats, \
@@ -161,37 +197,8 @@ pub async fn insert_vehicle(
          'available', NULL, $29, 1, $30, $30)",
     )
     .bind(id.to_string())
-    .bind(v.vehicle_type.as_str())
-    .bind(&v.make)
-    .bind(v.make.to_lowercase())
-    .bind(&v.model)
-    .bind(v.model.to_lowercase())
-    .bind(i64::from(v.year))
-    .bind(&v.colour)
-    .bind(v.vin.as_str())
-    .bind(v.registration.as_str())
-    .bind(v.registration.key())
-    .bind(v.mileage_km)
-    .bind(v.condition.as_str())
-    .bind(v.fuel.as_str())
-    .bind(&v.branch)
-    .bind(v.location.latitude)
-    .bind(v.location.longitude)
-    .bind(v.price_minor)
-    .bind(v.currency.code())
-    .bind(v.cost_price_minor)
-    .bind(v.notes.as_deref())
-    .bind(&v.description)
-    .bind(v.specs.engine_cc)
-    .bind(v.specs.seats)
-    .bind(v.specs.transmission.map(|t| t.as_str()))
-    .bind(v.specs.cargo_volume_litres)
-    .bind(v.specs.payload_kg)
-    .bind(v.specs.axles)
-    .bind(search_text(v))
-    .bind(to_micros(now))
-    .execute(&mut **tx)
-    .await;
+    .bind(v.vehicle_type.as_str());
+    let result = bind_facts(query, v, now).execute(&mut **tx).await;
     if let Err(e) = result {
         return Err(duplicate(&e).unwrap_or_else(|| e.into()));
     }
@@ -231,7 +238,7 @@ pub async fn update_vehicle(
     expected_version: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, ApiError> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "UPDATE vehicles SET make = $1, make_key = $2, model = $3, model_key = $4, year = $5, \
          colour = $6, vin = $7, registration = $8, registration_key = $9, mileage_km = $10, \
          condition = $11, fuel = $12, branch = $13, latitude = $14, longitude = $15, \
@@ -240,38 +247,12 @@ pub async fn update_vehicle(
          payload_kg = $25, axles = $26, search_text = $27, version = version + 1, updated_at = $28 \
          WHERE id = $29 AND version = $30",
     )
-    .bind(&v.make)
-    .bind(v.make.to_lowercase())
-    .bind(&v.model)
-    .bind(v.model.to_lowercase())
-    .bind(i64::from(v.year))
-    .bind(&v.colour)
-    .bind(v.vin.as_str())
-    .bind(v.registration.as_str())
-    .bind(v.registration.key())
-    .bind(v.mileage_km)
-    .bind(v.condition.as_str())
-    .bind(v.fuel.as_str())
-    .bind(&v.branch)
-    .bind(v.location.latitude)
-    .bind(v.location.longitude)
-    .bind(v.price_minor)
-    .bind(v.currency.code())
-    .bind(v.cost_price_minor)
-    .bind(v.notes.as_deref())
-    .bind(&v.description)
-    .bind(v.specs.engine_cc)
-    .bind(v.specs.seats)
-    .bind(v.specs.transmission.map(|t| t.as_str()))
-    .bind(v.specs.cargo_volume_litres)
-    .bind(v.specs.payload_kg)
-    .bind(v.specs.axles)
-    .bind(search_text(v))
-    .bind(to_micros(now))
-    .bind(id.to_string())
-    .bind(expected_version)
-    .execute(&mut **tx)
-    .await;
+    ;
+    let result = bind_facts(query, v, now)
+        .bind(id.to_string())
+        .bind(expected_version)
+        .execute(&mut **tx)
+        .await;
     let done = match result {
         Ok(r) => r.rows_affected() == 1,
         Err(e) => return Err(duplicate(&e).unwrap_or_else(|| e.into())),
