@@ -198,6 +198,9 @@ async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
     }
 }
 
+/// Requests slower than this are logged with their full URI.
+const SLOW_REQUEST: Duration = Duration::from_millis(500);
+
 async fn track_metrics(surface: &'static str, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -206,7 +209,14 @@ async fn track_metrics(surface: &'static str, req: Request, next: Next) -> Respo
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
+    let uri = req.uri().clone();
     let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    if elapsed > SLOW_REQUEST {
+        tracing::warn!(%uri, ms = elapsed.as_millis() as u64, status = response.status().as_u16(), "slow request");
+    } else {
+        tracing::debug!(%uri, us = elapsed.as_micros() as u64, status = response.status().as_u16(), "request");
+    }
     let labels = [
         ("surface", surface.to_owned()),
         ("method", method),
@@ -215,7 +225,7 @@ async fn track_metrics(surface: &'static str, req: Request, next: Next) -> Respo
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
 }
 
