@@ -222,6 +222,8 @@ async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Re
         .with_context(|| format!("listening on {addr}"))?;
     let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
     let runtime = Runtime::start(kernel, role.clone(), listener).await?;
+    // Serving from here on; demo seeding below runs while requests are answered.
+    let ready_in = started.elapsed();
     if demo {
         match runtime.deps("users") {
             Some(deps) => {
@@ -239,8 +241,12 @@ async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Re
                 .map_err(|e| anyhow::anyhow!(describe(&e)))?;
             tracing::info!(added, "demo inventory ready");
         }
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "demo data seeded"
+        );
     }
-    print_banner(&runtime, &role, demo, started.elapsed());
+    print_banner(&runtime, &role, demo, ready_in);
     let token = runtime.shutdown_token();
     tokio::spawn(async move {
         miliki_platform::http::shutdown_signal().await;
