@@ -5,8 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::sync::atomic::AtomicU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -34,12 +32,7 @@ async fn nothing_is_lost_when_rabbitmq_restarts_mid_stream() {
         .with_test_writer()
         .try_init();
     let Some(s) = setup(true).await else { return };
-    s.subscribe(Arc::new(Recorder {
-        db: s.db.clone(),
-        crash_after_commit: AtomicU32::new(0),
-        always_fail: false,
-    }))
-    .await;
+    s.subscribe(Recorder::healthy(&s.db)).await;
     tokio::spawn(
         Relay::new(s.db.clone(), s.bus.clone(), s.clock.clone(), &s.writer).run(s.shutdown.clone()),
     );

@@ -16,12 +16,7 @@ async fn exactly_once_when_the_relay_crashes_after_publishing(distributed: bool)
     let Some(s) = setup(distributed).await else {
         return;
     };
-    s.subscribe(Arc::new(Recorder {
-        db: s.db.clone(),
-        crash_after_commit: AtomicU32::new(0),
-        always_fail: false,
-    }))
-    .await;
+    s.subscribe(Recorder::healthy(&s.db)).await;
     let ids = s.write_events(5).await;
     let crashing: Arc<dyn Bus> = Arc::new(CrashAfterPublish {
         inner: s.bus.clone(),
@@ -41,12 +36,7 @@ async fn exactly_once_when_the_consumer_crashes_before_acknowledging(distributed
     let Some(s) = setup(distributed).await else {
         return;
     };
-    s.subscribe(Arc::new(Recorder {
-        db: s.db.clone(),
-        crash_after_commit: AtomicU32::new(2),
-        always_fail: false,
-    }))
-    .await;
+    s.subscribe(Recorder::crashing(&s.db, 2)).await;
     let ids = s.write_events(3).await;
     tokio::spawn(
         Relay::new(s.db.clone(), s.bus.clone(), s.clock.clone(), &s.writer).run(s.shutdown.clone()),
@@ -59,12 +49,7 @@ async fn failing_events_are_dead_lettered_after_their_retries(distributed: bool)
     let Some(s) = setup(distributed).await else {
         return;
     };
-    s.subscribe(Arc::new(Recorder {
-        db: s.db.clone(),
-        crash_after_commit: AtomicU32::new(0),
-        always_fail: true,
-    }))
-    .await;
+    s.subscribe(Recorder::failing(&s.db)).await;
     let ids = s.write_events(1).await;
     let relay = Relay::new(s.db.clone(), s.bus.clone(), s.clock.clone(), &s.writer);
     relay.drain().await.unwrap();
@@ -113,12 +98,7 @@ async fn replicas_share_the_outbox_without_publishing_twice(distributed: bool) {
     let Some(s) = setup(distributed).await else {
         return;
     };
-    s.subscribe(Arc::new(Recorder {
-        db: s.db.clone(),
-        crash_after_commit: AtomicU32::new(0),
-        always_fail: false,
-    }))
-    .await;
+    s.subscribe(Recorder::healthy(&s.db)).await;
     let ids = s.write_events(60).await;
     let a = Relay::new(s.db.clone(), s.bus.clone(), s.clock.clone(), &s.writer);
     let b = Relay::new(s.db.clone(), s.bus.clone(), s.clock.clone(), &s.writer);

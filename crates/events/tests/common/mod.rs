@@ -74,6 +74,31 @@ pub struct Recorder {
     pub always_fail: bool,
 }
 
+impl Recorder {
+    /// Handles everything, once.
+    pub fn healthy(db: &Db) -> Arc<Self> {
+        Self::new(db, 0, false)
+    }
+
+    /// "Crashes" after committing its first `times` deliveries.
+    pub fn crashing(db: &Db, times: u32) -> Arc<Self> {
+        Self::new(db, times, false)
+    }
+
+    /// Fails every delivery.
+    pub fn failing(db: &Db) -> Arc<Self> {
+        Self::new(db, 0, true)
+    }
+
+    fn new(db: &Db, crashes: u32, always_fail: bool) -> Arc<Self> {
+        Arc::new(Self {
+            db: db.clone(),
+            crash_after_commit: AtomicU32::new(crashes),
+            always_fail,
+        })
+    }
+}
+
 #[async_trait]
 impl EventHandler for Recorder {
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
