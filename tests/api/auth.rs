@@ -27,13 +27,7 @@ async fn register_login_me_refresh_logout() {
     assert_eq!(me["id"], user["id"]);
 
     // Refresh rotates: the new pair works, the old refresh token does not.
-    let (status, rotated) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": tokens["refresh_token"]}),
-        )
-        .await;
+    let (status, rotated) = app.refresh(&tokens["refresh_token"]).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     assert_ne!(rotated["refresh_token"], tokens["refresh_token"]);
     let (status, _) = app
@@ -53,21 +47,9 @@ async fn register_login_me_refresh_logout() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": rotated["refresh_token"]}),
-        )
-        .await;
+    let (status, body) = app.refresh(&rotated["refresh_token"]).await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
-    let (status, _) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": by_email["refresh_token"]}),
-        )
-        .await;
+    let (status, _) = app.refresh(&by_email["refresh_token"]).await;
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
@@ -76,30 +58,12 @@ async fn register_login_me_refresh_logout() {
 async fn a_reused_refresh_token_revokes_its_whole_family() {
     let app = TestApp::spawn().await;
     let me = app.customer().await;
-    let (status, second) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": me.refresh}),
-        )
-        .await;
+    let (status, second) = app.refresh(&me.refresh).await;
     assert_eq!(status, StatusCode::OK);
     // An attacker replays the first token: refused, and the legitimate successor dies too.
-    let (status, body) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": me.refresh}),
-        )
-        .await;
+    let (status, body) = app.refresh(&me.refresh).await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
-    let (status, _) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": second["refresh_token"]}),
-        )
-        .await;
+    let (status, _) = app.refresh(&second["refresh_token"]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A fresh login still works.
     app.login(&me.phone, PASSWORD).await;
@@ -111,13 +75,7 @@ async fn refresh_tokens_expire_with_the_clock() {
     let app = TestApp::spawn().await;
     let me = app.customer().await;
     app.clock.advance(chrono::Duration::days(31));
-    let (status, body) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": me.refresh}),
-        )
-        .await;
+    let (status, body) = app.refresh(&me.refresh).await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
     app.stop().await;
 }
@@ -315,13 +273,7 @@ async fn login_needs_its_fields_and_says_nothing_about_which_was_wrong() {
         )
         .await;
     assert_eq!(unknown["detail"], wrong["detail"]);
-    let (status, body) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": "made-up"}),
-        )
-        .await;
+    let (status, body) = app.refresh(&"made-up").await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
     app.stop().await;
 }
@@ -341,13 +293,7 @@ async fn suspended_accounts_cannot_log_in_and_their_tokens_stop_working() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = app.get("/api/v1/users/me", Some(&me.token)).await;
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
-    let (status, _) = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": me.refresh}),
-        )
-        .await;
+    let (status, _) = app.refresh(&me.refresh).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = app
         .post(

@@ -162,6 +162,16 @@ impl TestApp {
         self.send(reqwest::Method::GET, path, token, None).await
     }
 
+    /// Trades a refresh token (any JSON value, so tests can send wrong types).
+    pub async fn refresh(&self, token: impl serde::Serialize) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": token }),
+        )
+        .await
+    }
+
     pub async fn login(&self, login: &str, password: &str) -> Value {
         let (status, body) = self
             .post(

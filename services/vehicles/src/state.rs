@@ -83,12 +83,7 @@ pub struct Caller {
 
 impl Caller {
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        AuthUser {
-            id: self.id,
-            role: self.role,
-            ver: 0,
-        }
-        .require(roles)
+        miliki_platform::auth::require_role(self.role, roles)
     }
 
     pub fn is_staff(&self) -> bool {

@@ -178,20 +178,9 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Page<ReservationView>>, ApiError> {
     let mut v = Validator::new();
-    let limit = v.check(
-        "limit",
-        pagination::limit(params.limit)
-            .map_err(|_| format!("must be between 1 and {}", pagination::MAX_LIMIT)),
-    );
-    let before = match params.cursor.as_deref() {
-        Some(c) => v.check(
-            "cursor",
-            pagination::decode_cursor::<Uuid>(c).map_err(|_| "is not a cursor this API issued"),
-        ),
-        None => None,
-    };
+    let (limit, before) =
+        pagination::parse_page_params::<Uuid>(&mut v, params.limit, params.cursor.as_deref());
     v.finish()?;
-    let limit = limit.unwrap_or(pagination::DEFAULT_LIMIT);
     let customer = (!caller.is_staff()).then_some(caller.id);
     let rows = store::reservations_of(&state.deps.db, customer, before, limit).await?;
     let page = pagination::page_from(rows, limit, |r| r.id);

@@ -9,7 +9,7 @@ use miliki_events::catalogue::vehicles::{VehicleListed, VehicleStatusChanged, Ve
 use miliki_platform::auth::Role;
 use miliki_platform::etag::{etag, precondition_required, OptionalIfMatch};
 use miliki_platform::http::{Json, Path, Query};
-use miliki_platform::pagination::{self, decode_cursor, encode_cursor};
+use miliki_platform::pagination::{self, encode_cursor};
 use miliki_platform::problem::{Problem, Validator};
 use miliki_platform::ApiError;
 use serde::{Deserialize, Serialize};
@@ -435,26 +435,13 @@ pub(crate) fn parse_search(
         v.error("sort", "distance needs near=LAT,LON");
     }
     let limit = number::<u32>(&mut v, "limit", &params.limit);
-    let limit = v.check(
-        "limit",
-        pagination::limit(limit)
-            .map_err(|_| format!("must be between 1 and {}", pagination::MAX_LIMIT)),
-    );
-    let after = match text(&params.cursor) {
-        Some(c) => {
-            let decoded = v.check(
-                "cursor",
-                decode_cursor::<Position>(&c).map_err(|_| "is not a cursor this API issued"),
-            );
-            if let (Some(pos), Some(s)) = (&decoded, sort) {
-                if pos.s != s {
-                    v.error("cursor", "was issued for another sort order");
-                }
-            }
-            decoded
+    let (limit, after) =
+        pagination::parse_page_params::<Position>(&mut v, limit, text(&params.cursor).as_deref());
+    if let (Some(pos), Some(s)) = (&after, sort) {
+        if pos.s != s {
+            v.error("cursor", "was issued for another sort order");
         }
-        None => None,
-    };
+    }
     let facets = match text(&params.facets).as_deref() {
         None | Some("true") | Some("1") => true,
         Some("false") | Some("0") => false,
@@ -485,7 +472,7 @@ pub(crate) fn parse_search(
         terms,
         sort: sort.unwrap_or(Sort::Newest),
         after,
-        limit: limit.unwrap_or(pagination::DEFAULT_LIMIT),
+        limit,
         facets,
     })
 }
