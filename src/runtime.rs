@@ -19,12 +19,15 @@ use miliki_gateway::{Gateway, Route, Upstream};
 use miliki_platform::auth::Tokens;
 use miliki_platform::clock::SharedClock;
 use miliki_platform::config::{Secrets, Settings};
+use miliki_platform::credentials::Credentials;
 use miliki_platform::crypto::Keyring;
 use miliki_platform::db::Db;
 use miliki_platform::http::{
     health_router, metrics_router, not_found, with_common_layers, ReadinessCheck,
 };
 use miliki_platform::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
+use miliki_platform::server::{serve, ServeLimits};
+use miliki_platform::streams::StreamLimits;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +72,7 @@ pub struct Kernel {
     pub keyring: Arc<Keyring>,
     pub tokens: Arc<Tokens>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub streams: Arc<StreamLimits>,
 }
 
 impl Kernel {
@@ -85,15 +89,26 @@ impl Kernel {
             settings.access_token_ttl_secs,
             clock.clone(),
         );
+        // Redis is optional: its limiter connects in the background and counts
+        // locally while Redis is away, so no process waits for it to start.
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
-            Some(url) => Arc::new(
-                RedisLimiter::connect(url, &settings.redis_prefix)
-                    .await
-                    .context("connecting to Redis")?,
-            ),
+            Some(url) => Arc::new(RedisLimiter::start(
+                url,
+                &settings.redis_prefix,
+                Duration::from_millis(settings.redis_timeout_ms),
+                clock.clone(),
+            )?),
             None => Arc::new(MemoryLimiter::new(clock.clone())),
         };
+        miliki_platform::auth::hashing::configure(
+            settings.hash_slots(),
+            Duration::from_millis(settings.hash_wait_ms),
+        );
         Ok(Self {
+            streams: StreamLimits::new(
+                settings.max_streams_per_user,
+                settings.max_streams_per_client,
+            ),
             settings: Arc::new(settings),
             clock,
             secrets,
@@ -105,10 +120,19 @@ impl Kernel {
 
     /// Opens a service's database and brings its schema up to date.
     pub async fn open_db(&self, service: &ServiceDef) -> anyhow::Result<Db> {
-        let url = self.settings.database_url(service.name);
+        let url = self.settings.required_database_url(service.name)?;
         if url.starts_with("sqlite:") {
             std::fs::create_dir_all(&self.settings.data_dir)
                 .with_context(|| format!("creating {}", self.settings.data_dir.display()))?;
+            let path = url
+                .trim_start_matches("sqlite:")
+                .trim_start_matches("//")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if !path.is_empty() && path != ":memory:" {
+                private_file(std::path::Path::new(path))?;
+            }
         }
         let db = Db::connect(&url).await.with_context(|| {
             format!(
@@ -125,14 +149,25 @@ impl Kernel {
     /// The dependencies of one service, on its own database.
     pub async fn deps(&self, service: &ServiceDef) -> anyhow::Result<ServiceDeps> {
         let db = self.open_db(service).await?;
+        // Each service checks callers against its own projection of who still
+        // stands; the users service owns the accounts and reads them directly.
+        let tokens = if service.name == miliki_users::SERVICE.name {
+            self.tokens.clone()
+        } else {
+            Arc::new(
+                self.tokens
+                    .with_credentials(Arc::new(Credentials::new(db.clone()))),
+            )
+        };
         Ok(ServiceDeps {
             db,
             clock: self.clock.clone(),
             settings: self.settings.clone(),
             keyring: self.keyring.clone(),
-            tokens: self.tokens.clone(),
+            tokens,
             limiter: self.limiter.clone(),
             events: EventWriter::new(format!("/miliki/{}", service.name), self.clock.clone()),
+            streams: self.streams.clone(),
         })
     }
 
@@ -147,16 +182,54 @@ impl Kernel {
                 url,
                 &self.settings.amqp_exchange,
                 retry,
-                miliki_events::service::topology(),
+                topology(),
             )),
             None => Arc::new(MemoryBus::new(retry)),
         }
     }
 }
 
+/// Creates `path` readable by its owner only, or narrows an existing one.
+/// SQLite gives its journal files the database file's mode, so they follow.
+fn private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Every consumer queue of this build and its patterns, declared by every
+/// process: the services' own, and each service's credentials projection.
+fn topology() -> Vec<(String, Vec<String>)> {
+    let mut all = miliki_events::service::topology();
+    for service in SERVICES
+        .iter()
+        .filter(|s| s.name != miliki_users::SERVICE.name)
+    {
+        all.push((
+            miliki_events::credentials::consumer_name(service.name),
+            vec![miliki_events::credentials::PATTERN.to_owned()],
+        ));
+    }
+    all
+}
+
 /// A running platform (or one part of it).
 pub struct Runtime {
     pub addr: SocketAddr,
+    /// The operations listener: `/metrics` and health.
+    pub ops_addr: SocketAddr,
     pub kernel: Arc<Kernel>,
     /// The dependencies of each service started in this process, by name.
     pub services: Vec<(&'static str, ServiceDeps)>,
@@ -197,6 +270,10 @@ impl ReadinessCheck for BusReady {
     fn name(&self) -> String {
         "event_bus".into()
     }
+    // Writes still land in the outbox while the broker is away.
+    fn critical(&self) -> bool {
+        false
+    }
     async fn check(&self) -> Result<(), String> {
         self.0.ready().await.map_err(|e| e.to_string())
     }
@@ -207,7 +284,11 @@ struct LimiterReady(Arc<dyn RateLimiter>);
 #[async_trait]
 impl ReadinessCheck for LimiterReady {
     fn name(&self) -> String {
-        "rate_limiter".into()
+        "redis".into()
+    }
+    // Limits are counted in this process meanwhile.
+    fn critical(&self) -> bool {
+        false
     }
     async fn check(&self) -> Result<(), String> {
         self.0.ready().await.map_err(|e| e.to_string())
@@ -273,8 +354,7 @@ impl Runtime {
                 };
                 let app = router
                     .fallback(not_found)
-                    .merge(health_router(readiness))
-                    .merge(metrics_router());
+                    .merge(health_router(readiness.clone()));
                 with_common_layers(app, "service", timeout)
             }
             Role::Gateway => {
@@ -298,7 +378,7 @@ impl Runtime {
                     tokens: kernel.tokens.clone(),
                     limiter: kernel.limiter.clone(),
                     routes,
-                    readiness,
+                    readiness: readiness.clone(),
                 }
                 .router()
             }
@@ -307,19 +387,33 @@ impl Runtime {
                 tokens: kernel.tokens.clone(),
                 limiter: kernel.limiter.clone(),
                 routes,
-                readiness,
+                readiness: readiness.clone(),
             }
             .router(),
         };
 
+        // Metrics (and health again, for probes) on the operations port only:
+        // the public port shows nothing about the process but its health.
+        let ops_port = kernel.settings.ops_port.unwrap_or(0);
+        let ops_listener = TcpListener::bind((kernel.settings.bind, ops_port))
+            .await
+            .with_context(|| format!("binding the operations port {ops_port} (MILIKI_OPS_PORT)"))?;
+        let ops_addr = ops_listener.local_addr()?;
+        tracing::info!(%ops_addr, "operations listener (metrics, health)");
+        let ops_app = with_common_layers(
+            metrics_router()
+                .merge(health_router(readiness))
+                .fallback(not_found),
+            "ops",
+            timeout,
+        );
+        let limits = ServeLimits::from_settings(&kernel.settings);
+        background.spawn(serve(ops_listener, ops_app, shutdown.clone(), limits));
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(miliki_platform::http::serve(
-            listener,
-            app,
-            shutdown.clone(),
-        ));
+        let server = tokio::spawn(serve(listener, app, shutdown.clone(), limits));
         Ok(Self {
             addr,
+            ops_addr,
             kernel,
             services,
             shutdown,
@@ -336,6 +430,24 @@ impl Runtime {
         background: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<(ServiceDeps, Router)> {
         let deps = kernel.deps(service).await?;
+        if let Some(credentials) = deps.tokens.credentials() {
+            let name = miliki_events::credentials::consumer_name(service.name);
+            bus.subscribe(
+                Subscription {
+                    consumer: name.clone(),
+                    patterns: vec![miliki_events::credentials::PATTERN.to_owned()],
+                    handler: Arc::new(miliki_events::credentials::Consumer {
+                        name,
+                        db: deps.db.clone(),
+                        clock: kernel.clock.clone(),
+                        credentials: credentials.clone(),
+                    }),
+                    db: deps.db.clone(),
+                },
+                shutdown.clone(),
+            )
+            .await?;
+        }
         let parts = (service.build)(deps.clone()).await?;
         for (patterns, handler) in parts.subscriptions {
             bus.subscribe(

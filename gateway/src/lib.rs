@@ -18,7 +18,7 @@ use axum::Router;
 use miliki_platform::auth::{bearer_token, Tokens};
 use miliki_platform::config::Settings;
 use miliki_platform::http::{
-    health_router, metrics_router, not_found, with_common_layers, ClientIp, ReadinessCheck,
+    health_router, not_found, with_common_layers, ClientIp, ReadinessCheck,
 };
 use miliki_platform::ratelimit::RateLimiter;
 use miliki_platform::ApiError;
@@ -77,11 +77,17 @@ impl Gateway {
         let client = proxy::client(Duration::from_secs(settings.request_timeout_secs));
         let mut api = Router::new();
         let mut docs = base_document();
+        let mut readiness = self.readiness;
         for route in self.routes {
             docs.merge(route.openapi);
             match route.upstream {
                 Upstream::InProcess(router) => api = api.merge(router),
                 Upstream::Remote(base) => {
+                    readiness.push(Arc::new(proxy::UpstreamReady::new(
+                        route.service,
+                        &base,
+                        client.clone(),
+                    )));
                     let target = proxy::Target::new(route.service, &base, client.clone());
                     for area in route.areas {
                         let handler = any(proxy::forward).with_state(target.clone());
@@ -95,6 +101,10 @@ impl Gateway {
                         "the {} service is unavailable: {reason}",
                         route.service
                     ));
+                    readiness.push(Arc::new(proxy::UpstreamReady::unavailable(
+                        route.service,
+                        &reason,
+                    )));
                     for area in route.areas {
                         let reason = reason.clone();
                         let handler = any(move || {
@@ -108,6 +118,7 @@ impl Gateway {
                 }
             }
         }
+        complete_error_responses(&mut docs);
         let guard = Guard {
             tokens: self.tokens,
             limiter: self.limiter,
@@ -124,14 +135,69 @@ impl Gateway {
         let app = Router::new()
             .merge(api)
             .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", docs))
-            .merge(health_router(self.readiness))
-            .merge(metrics_router());
+            .merge(health_router(readiness));
         with_common_layers(
             app,
             "gateway",
             Duration::from_secs(settings.request_timeout_secs),
         )
-        .layer(cors())
+        .layer(cors(&settings.cors_origin_list()))
+    }
+}
+
+/// Adds to every operation the error answers the shared layers give it
+/// whether or not its handler mentions them: 401 where a token is required,
+/// 400 and 422 where parameters can be wrong, 413, 415 and 422 where a body
+/// is taken, and 429 everywhere (the per-client rate limit).
+fn complete_error_responses(doc: &mut OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    miliki_platform::problem::PROBLEM_CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let shared_params = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let protected = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_params = shared_params || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let has_body = op.request_body.is_some();
+            let responses = &mut op.responses.responses;
+            let mut put = |code: &str, description: &str| {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem(description));
+            };
+            if protected {
+                put("401", "Missing, invalid, expired or revoked token");
+            }
+            if has_params || has_body {
+                put("400", "Malformed request");
+                put("422", "Invalid fields, each named");
+            }
+            if has_body {
+                put("413", "Body larger than allowed");
+                put("415", "Unsupported content type");
+            }
+            put("429", "Too many requests; see Retry-After");
+        }
     }
 }
 
@@ -161,9 +227,15 @@ fn base_document() -> OpenApi {
     doc
 }
 
-fn cors() -> CorsLayer {
+/// Cross-origin calls only from the configured origins; with none
+/// configured, no CORS headers at all, so browsers refuse other sites.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
+        .allow_origin(AllowOrigin::list(origins))
         .allow_methods([
             Method::GET,
             Method::POST,

@@ -100,3 +100,58 @@ pub async fn forward(State(target): State<Target>, req: Request) -> Response {
         }
     }
 }
+
+/// Whether a service behind the gateway answers its own readiness probe.
+/// Reported, never fatal: the gateway serves every other area meanwhile.
+pub struct UpstreamReady {
+    service: &'static str,
+    probe: Result<(String, reqwest::Client), String>,
+}
+
+impl UpstreamReady {
+    pub fn new(service: &'static str, base: &str, client: reqwest::Client) -> Self {
+        Self {
+            service,
+            probe: Ok((
+                format!("{}/health/ready", base.trim_end_matches('/')),
+                client,
+            )),
+        }
+    }
+
+    /// A service that could not be started or has no URL.
+    pub fn unavailable(service: &'static str, reason: &str) -> Self {
+        Self {
+            service,
+            probe: Err(reason.to_owned()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl miliki_platform::http::ReadinessCheck for UpstreamReady {
+    fn name(&self) -> String {
+        format!("upstream_{}", self.service)
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let (url, client) = self.probe.as_ref().map_err(Clone::clone)?;
+        let response = client
+            .get(url)
+            .timeout(Duration::from_millis(1500))
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        match body.get("status").and_then(|s| s.as_str()) {
+            Some("ready") if status.is_success() => Ok(()),
+            Some(word) => Err(format!("{word}: {}", body["checks"])),
+            None => Err(format!("answered {status}")),
+        }
+    }
+
+    fn critical(&self) -> bool {
+        false
+    }
+}

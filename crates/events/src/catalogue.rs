@@ -46,6 +46,22 @@ pub mod users {
     }
     event!(UserReinstated, "users.user.reinstated.v1", user_id);
 
+    /// An account's credentials changed: it was created, suspended,
+    /// reinstated, or its password or role changed. Every service keeps the
+    /// latest `version` per account and refuses tokens minted under another.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct CredentialsChanged {
+        pub user_id: Uuid,
+        pub role: String,
+        pub version: i64,
+        pub active: bool,
+    }
+    event!(
+        CredentialsChanged,
+        "users.user.credentials_changed.v1",
+        user_id
+    );
+
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct KycSubmitted {
         pub submission_id: Uuid,

@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod catalogue;
+pub mod credentials;
 pub mod envelope;
 pub mod inbox;
 pub mod outbox;
@@ -25,9 +26,16 @@ pub use outbox::EventWriter;
 /// The tables of the event machinery, installed into every service's database.
 pub static MIGRATIONS: miliki_platform::db::MigrationSet = miliki_platform::db::MigrationSet {
     name: "events",
-    migrations: &[miliki_platform::db::Migration {
-        version: 1,
-        name: "outbox_inbox_dead_letters",
-        sql: include_str!("../migrations/0001_outbox_inbox.sql"),
-    }],
+    migrations: &[
+        miliki_platform::db::Migration {
+            version: 1,
+            name: "outbox_inbox_dead_letters",
+            sql: include_str!("../migrations/0001_outbox_inbox.sql"),
+        },
+        miliki_platform::db::Migration {
+            version: 2,
+            name: "credentials",
+            sql: miliki_platform::credentials::SCHEMA,
+        },
+    ],
 };

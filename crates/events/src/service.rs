@@ -10,6 +10,7 @@ use miliki_platform::config::Settings;
 use miliki_platform::crypto::Keyring;
 use miliki_platform::db::{Db, MigrationSet};
 use miliki_platform::ratelimit::RateLimiter;
+use miliki_platform::streams::StreamLimits;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::EventHandler;
@@ -25,6 +26,8 @@ pub struct ServiceDeps {
     pub tokens: Arc<Tokens>,
     pub limiter: Arc<dyn RateLimiter>,
     pub events: EventWriter,
+    /// This process's caps on long-lived streams (SSE, WebSockets).
+    pub streams: Arc<StreamLimits>,
 }
 
 /// A background job: runs until the token is cancelled.

@@ -13,7 +13,7 @@ use miliki_platform::db::{Db, Tx};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::catalogue::users::{KycApproved, UserReinstated, UserSuspended};
+use crate::catalogue::users::{KycApproved, UserRegistered, UserReinstated, UserSuspended};
 use crate::envelope::Event;
 
 /// The table, for the consuming service's own migrations.
@@ -24,8 +24,13 @@ pub const SCHEMA: &str = "CREATE TABLE user_standing (\
     suspended BIGINT NOT NULL DEFAULT 0, \
     suspended_as_of BIGINT NOT NULL DEFAULT 0);";
 
+/// The second step of the table: who onboarded each customer, so a service
+/// can show an agent their own book and no one else's.
+pub const SCHEMA_ONBOARDED_BY: &str = "ALTER TABLE user_standing ADD COLUMN onboarded_by TEXT;";
+
 /// The event types the projection learns from.
 pub const PATTERNS: &[&str] = &[
+    "users.user.registered.v1",
     "users.kyc.approved.v1",
     "users.user.suspended.v1",
     "users.user.reinstated.v1",
@@ -42,6 +47,19 @@ pub struct Standing {
 /// whether it was. The caller claims the event in its inbox in the same `tx`.
 pub async fn apply(tx: &mut Tx, event: &Event) -> anyhow::Result<bool> {
     let at = to_micros(event.time);
+    if let Some(payload) = event.payload::<UserRegistered>() {
+        let p = payload?;
+        // Set once, at registration: no ordering to respect.
+        sqlx::query(
+            "INSERT INTO user_standing (user_id, onboarded_by) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET onboarded_by = $2",
+        )
+        .bind(p.user_id.to_string())
+        .bind(p.onboarded_by.map(|a| a.to_string()))
+        .execute(&mut **tx)
+        .await?;
+        return Ok(true);
+    }
     if let Some(payload) = event.payload::<KycApproved>() {
         let p = payload?;
         upsert(tx, p.user_id, "kyc_approved", "kyc_as_of", 1, at).await?;
@@ -96,4 +114,14 @@ pub async fn standing(db: &Db, user: Uuid) -> Result<Standing, sqlx::Error> {
         },
         None => Standing::default(),
     })
+}
+
+/// The agent who onboarded `user`, if one did (and the registration is known).
+pub async fn onboarded_by(db: &Db, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    let agent: Option<Option<String>> =
+        sqlx::query_scalar("SELECT onboarded_by FROM user_standing WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_optional(db.reader())
+            .await?;
+    Ok(agent.flatten().and_then(|a| a.parse().ok()))
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
+use crate::credentials::Credentials;
 use crate::problem::ApiError;
 
 /// What a caller may do.
@@ -72,6 +73,7 @@ pub struct Claims {
 }
 
 /// Mints and checks access tokens.
+#[derive(Clone)]
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -80,6 +82,10 @@ pub struct Tokens {
     audience: String,
     access_ttl_secs: i64,
     clock: SharedClock,
+    /// The service's projection of who still stands; without it only the
+    /// signature and claims are checked (the gateway, the users service,
+    /// which reads its own accounts).
+    credentials: Option<Arc<Credentials>>,
 }
 
 impl fmt::Debug for Tokens {
@@ -122,7 +128,41 @@ impl Tokens {
             audience: audience.to_owned(),
             access_ttl_secs,
             clock,
+            credentials: None,
         }
+    }
+
+    /// The same keys, also checking each caller against `credentials`.
+    pub fn with_credentials(&self, credentials: Arc<Credentials>) -> Self {
+        Self {
+            credentials: Some(credentials),
+            ..self.clone()
+        }
+    }
+
+    /// The same keys, checking signature and claims only.
+    pub fn without_credentials(&self) -> Self {
+        Self {
+            credentials: None,
+            ..self.clone()
+        }
+    }
+
+    /// The projection callers are checked against, if any.
+    pub fn credentials(&self) -> Option<&Arc<Credentials>> {
+        self.credentials.as_ref()
+    }
+
+    /// Verifies `token` and, where this service keeps the projection, that
+    /// its account still stands at the token's credential version.
+    pub async fn authenticate(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.verify(token)?;
+        if let Some(credentials) = &self.credentials {
+            credentials
+                .check(claims.sub, claims.role, claims.ver)
+                .await?;
+        }
+        Ok(claims)
     }
 
     pub fn issue(&self, user: Uuid, role: Role, ver: i64) -> Result<AccessToken, ApiError> {
@@ -147,7 +187,11 @@ impl Tokens {
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthenticated(format!("invalid token: {e}")))?;
+            .map_err(|e| {
+                // Which check failed helps an attacker more than a client: log it, say less.
+                tracing::debug!(error = %e, "access token refused");
+                ApiError::Unauthenticated("invalid token".into())
+            })?;
         let now = self.clock.now().timestamp();
         if data.claims.exp <= now {
             return Err(ApiError::Unauthenticated("token expired".into()));
@@ -167,6 +211,8 @@ pub struct AuthUser {
     pub id: Uuid,
     pub role: Role,
     pub ver: i64,
+    /// When the token expires (Unix seconds): long-lived streams end then.
+    pub expires_at: i64,
 }
 
 impl AuthUser {
@@ -210,11 +256,12 @@ where
         let token = bearer_token(&parts.headers)
             .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
         let tokens = Arc::<Tokens>::from_ref(state);
-        let claims = tokens.verify(token)?;
+        let claims = tokens.authenticate(token).await?;
         Ok(AuthUser {
             id: claims.sub,
             role: claims.role,
             ver: claims.ver,
+            expires_at: claims.exp,
         })
     }
 }
@@ -273,26 +320,27 @@ impl Password {
         &self.0
     }
 
-    /// An argon2id PHC string; hashing is CPU-bound, so it runs off the reactor.
+    /// An argon2id PHC string; hashing is CPU-bound, so it runs off the
+    /// reactor, in the bounded [`hashing`] pool.
     pub async fn hash(&self) -> Result<String, ApiError> {
         let plain = self.0.clone();
-        tokio::task::spawn_blocking(move || {
+        hashing::run(move || {
             let salt = SaltString::generate(&mut OsRng);
             Argon2::default()
                 .hash_password(plain.as_bytes(), &salt)
                 .map(|h| h.to_string())
                 .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     }
 }
 
 /// Checks `plain` against a stored PHC hash. With no stored hash it checks a
-/// dummy, so an unknown login costs the same time as a wrong password.
-pub async fn verify_password(plain: String, stored: Option<String>) -> bool {
-    let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
-    tokio::task::spawn_blocking(move || {
+/// dummy, so an unknown login costs the same time as a wrong password. Fails
+/// only when the hashing pool is full (503 with Retry-After).
+pub async fn verify_password(plain: String, stored: Option<String>) -> Result<bool, ApiError> {
+    hashing::run(move || {
+        let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
@@ -301,7 +349,66 @@ pub async fn verify_password(plain: String, stored: Option<String>) -> bool {
             .is_ok()
     })
     .await
-    .unwrap_or(false)
+}
+
+/// The process-wide pool that password hashing runs in. Each argon2id run
+/// takes 19 MiB and a core for tens of milliseconds, so running them without
+/// bound lets a burst of logins exhaust memory; a few at a time, each waiting
+/// briefly for its turn, keeps the process steady and tells the rest to retry.
+pub mod hashing {
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use crate::problem::ApiError;
+
+    struct Pool {
+        slots: Arc<Semaphore>,
+        wait: Duration,
+    }
+
+    static POOL: OnceLock<Pool> = OnceLock::new();
+
+    /// Sizes the pool; the first call wins (one process, one pool).
+    pub fn configure(slots: usize, wait: Duration) {
+        let _ = POOL.set(Pool {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            wait,
+        });
+    }
+
+    fn pool() -> &'static Pool {
+        POOL.get_or_init(|| Pool {
+            slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            wait: Duration::from_secs(3),
+        })
+    }
+
+    /// Runs `work` on a blocking thread once a slot is free.
+    pub async fn run<T: Send + 'static>(
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = pool();
+        let permit = tokio::time::timeout(pool.wait, pool.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                metrics::counter!("password_hash_rejected_total").increment(1);
+                ApiError::Overloaded {
+                    retry_after_secs: 1,
+                }
+            })?
+            .map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
 }
 
 fn dummy_hash() -> &'static str {

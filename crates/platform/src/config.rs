@@ -55,13 +55,43 @@ pub struct Settings {
     pub blind_index_key: Option<String>,
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
-    /// Failed logins allowed per account, and per client address, in a window.
+    /// Login attempts allowed for one account from one client address in a
+    /// window before it answers 429 (strict: only that pair is held back).
     pub login_max_failures: u64,
+    /// Failed logins on one account, from anywhere, after which each further
+    /// attempt is slowed down (never refused, so nobody can lock the owner out).
+    pub login_account_slow_after: u64,
+    /// Failed logins from one client address after which attempts are slowed
+    /// down, and the ceiling past which it answers 429 (carrier NAT puts many
+    /// honest customers behind one address, so it is high).
+    pub login_ip_slow_after: u64,
     pub login_ip_max_failures: u64,
     pub login_window_secs: u64,
+    /// Password hashes computed at once (0: one per core); a login that cannot
+    /// get a turn within `hash_wait_ms` answers 503 with Retry-After.
+    pub hash_concurrency: usize,
+    pub hash_wait_ms: u64,
     /// Requests per minute per client address at the gateway; 0 turns the limit off.
     pub rate_limit_per_minute: u64,
     pub request_timeout_secs: u64,
+    /// Open connections a listener holds in all, and per client address.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// A request's headers must arrive within this; idle keep-alive
+    /// connections are closed after it too.
+    pub header_read_timeout_ms: u64,
+    /// How long shutdown waits for open requests and streams.
+    pub shutdown_grace_secs: u64,
+    /// Live event streams (SSE) one user, and one client address, may hold open.
+    pub max_streams_per_user: usize,
+    pub max_streams_per_client: usize,
+    /// The operations listener's port (`/metrics`, health). Unset, a free port
+    /// is picked and printed; set it wherever something scrapes metrics.
+    pub ops_port: Option<u16>,
+    /// Origins browsers may call the API from, comma-separated; empty allows none.
+    pub cors_origins: String,
+    /// Every call to Redis gives up after this and falls back to local state.
+    pub redis_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub max_upload_bytes: usize,
     /// How often a failed event delivery is retried before it is dead-lettered.
@@ -94,10 +124,23 @@ impl Default for Settings {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             login_max_failures: 5,
-            login_ip_max_failures: 50,
+            login_account_slow_after: 20,
+            login_ip_slow_after: 50,
+            login_ip_max_failures: 1000,
             login_window_secs: 15 * 60,
+            hash_concurrency: 0,
+            hash_wait_ms: 3000,
             rate_limit_per_minute: 1200,
             request_timeout_secs: 30,
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            header_read_timeout_ms: 10_000,
+            shutdown_grace_secs: 10,
+            max_streams_per_user: 4,
+            max_streams_per_client: 32,
+            ops_port: None,
+            cors_origins: String::new(),
+            redis_timeout_ms: 250,
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 5 * 1024 * 1024,
             event_max_attempts: 6,
@@ -176,6 +219,36 @@ impl Settings {
             })
     }
 
+    /// Like [`Settings::database_url`], but production mode never falls back
+    /// to a local SQLite file: an operator who forgot the URL must hear so.
+    pub fn required_database_url(&self, service: &str) -> Result<String, ConfigError> {
+        if self.is_production() && self.extra_str(&format!("{service}_database_url")).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "MILIKI_{}_DATABASE_URL is not set; production mode needs a database URL for the {service} service",
+                service.to_uppercase()
+            )));
+        }
+        Ok(self.database_url(service))
+    }
+
+    /// The configured CORS origins.
+    pub fn cors_origin_list(&self) -> Vec<String> {
+        self.cors_origins
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    /// How many password hashes may run at once.
+    pub fn hash_slots(&self) -> usize {
+        if self.hash_concurrency > 0 {
+            self.hash_concurrency
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+
     /// Where the gateway reaches `service` in distributed mode.
     pub fn service_url(&self, service: &str) -> Option<String> {
         self.extra_str(&format!("{service}_url"))
@@ -200,11 +273,11 @@ impl Settings {
         if let Some((jwt, keys, blind)) = configured {
             if jwt.len() < 32 {
                 return Err(ConfigError::Invalid(
-                    "jwt_secret must be at least 32 characters".into(),
+                    "MILIKI_JWT_SECRET must be at least 32 characters".into(),
                 ));
             }
             let keys = KeyMaterial::parse_key_list(keys)
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                .map_err(|e| ConfigError::Invalid(format!("MILIKI_ENCRYPTION_KEYS: {e}")))?;
             let active_key = match &self.encryption_active_key {
                 Some(active) => active.clone(),
                 None => keys.keys().last().cloned().unwrap_or_default(),
@@ -214,8 +287,11 @@ impl Settings {
                 keys,
                 blind_index_key: blind.clone(),
             };
-            crate::crypto::Keyring::from_material(&material)
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            crate::crypto::Keyring::from_material(&material).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "MILIKI_ENCRYPTION_KEYS / MILIKI_ENCRYPTION_ACTIVE_KEY / MILIKI_BLIND_INDEX_KEY: {e}"
+                ))
+            })?;
             return Ok(Secrets {
                 jwt_secret: jwt.as_bytes().to_vec(),
                 keys: material,

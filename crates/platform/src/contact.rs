@@ -17,6 +17,14 @@ impl PhoneNumber {
         if raw.len() > 32 {
             return Err("is too long to be a phone number".into());
         }
+        // libphonenumber reads letters as keypad digits (vanity numbers); a
+        // customer's mobile number never has them, so a letter is a typo.
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'))
+        {
+            return Err("may contain only digits, spaces, + - ( ) and .".into());
+        }
         let region: phonenumber::country::Id = default_region
             .parse()
             .map_err(|_| format!("unknown default region {default_region:?}"))?;
@@ -104,7 +112,15 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_phone() {
-        for raw in ["", "hello", "12", "+2547", "07123456789012345678"] {
+        for raw in [
+            "",
+            "hello",
+            "12",
+            "+2547",
+            "07123456789012345678",
+            "+2547ABCDEFGH",
+            "0722 CALL ME",
+        ] {
             assert!(PhoneNumber::parse(raw, "KE").is_err(), "{raw}");
         }
     }

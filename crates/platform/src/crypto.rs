@@ -95,12 +95,18 @@ impl KeyMaterial {
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|entry| {
+            .enumerate()
+            .map(|(n, entry)| {
+                // Never echo the entry: it is secret material.
                 entry
                     .split_once(':')
                     .map(|(id, key)| (id.trim().to_owned(), key.trim().to_owned()))
                     .ok_or_else(|| {
-                        CryptoError::BadKey(format!("expected id:base64, got {entry:?}"))
+                        CryptoError::BadKey(format!(
+                            "entry {} is not of the form id:base64 ({} characters, no colon)",
+                            n + 1,
+                            entry.len()
+                        ))
                     })
             })
             .collect()

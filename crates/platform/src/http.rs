@@ -81,7 +81,20 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
 }
 
 /// Parses a JSON document into `T`, naming the offending field on failure.
+/// Text may not carry control characters other than tab and line breaks, in
+/// any field: they corrupt logs, terminals and exports, and PostgreSQL
+/// refuses NUL outright.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if may_hold_control_characters(bytes) {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(field) = control_character_field(&value, "") {
+                return Err(ApiError::field(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -109,6 +122,54 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// JSON cannot carry raw C0 controls inside strings, so they can only come as
+/// `\u00XX` escapes, a raw DEL, or a raw C1 control (UTF-8 `C2 80`–`C2 9F`):
+/// a cheap scan keeps the full walk off the common path.
+fn may_hold_control_characters(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w == b"\\u00")
+        || bytes.contains(&0x7f)
+        || bytes
+            .windows(2)
+            .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]))
+}
+
+fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// The path of the first string (or key) in `value` with a forbidden control character.
+fn control_character_field(value: &serde_json::Value, path: &str) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) => s.chars().any(is_forbidden_control).then(|| {
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path.to_owned()
+            }
+        }),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            control_character_field(
+                item,
+                &format!("{}[{i}]", if path.is_empty() { "body" } else { path }),
+            )
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.chars().any(is_forbidden_control) {
+                return Some(join(&key.escape_default().to_string()));
+            }
+            control_character_field(item, &join(key))
+        }),
+        _ => None,
+    }
+}
+
 fn strip_position(message: &str) -> String {
     match message.find(" at line ") {
         Some(at) => message[..at].to_owned(),
@@ -121,10 +182,41 @@ fn strip_position(message: &str) -> String {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// Query parameters; a query that does not parse is a 400 problem.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// Query parameters. A parameter that does not parse, or carries control
+/// characters, is a 422 problem naming it (one rule for every list's `limit`).
+#[derive(Debug)]
 pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(Query)
+    }
+}
+
+/// Parses a query string into `T`, naming the offending parameter on failure.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name.chars().chain(value.chars()).any(char::is_control) {
+            return Err(ApiError::field(
+                name.into_owned(),
+                "must not contain control characters",
+            ));
+        }
+    }
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.into_inner().to_string();
+        let field = match message.split('`').nth(1) {
+            Some(missing) if message.starts_with("missing field") => missing.to_owned(),
+            _ if path == "." => "query".to_owned(),
+            _ => path,
+        };
+        ApiError::field(field, message)
+    })
+}
 
 /// The client's address. Behind the gateway it is the first `X-Forwarded-For`
 /// entry, which the gateway overwrites with the peer it saw, so a client cannot
@@ -171,6 +263,7 @@ pub fn with_common_layers(router: Router, surface: &'static str, timeout: Durati
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             deadline(timeout, req, next)
         }))
+        .layer(middleware::from_fn(errors_as_problems))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             track_metrics(surface, req, next)
         }))
@@ -189,6 +282,38 @@ pub fn with_common_layers(router: Router, surface: &'static str, timeout: Durati
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuidV7))
+}
+
+/// Errors produced below the handlers (axum's 405 with an empty body, the
+/// body limit's plain-text 413, a 404 for a bad path) become problem
+/// documents like every other error.
+async fn errors_as_problems(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    // Problems, and JSON bodies that say more (readiness), pass as they are.
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.starts_with("application/")
+                && v.split(';').next().is_some_and(|m| m.ends_with("json"))
+        });
+    if is_json {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut rewritten =
+        crate::problem::problem_response(&crate::problem::Problem::for_status(status));
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
@@ -276,6 +401,13 @@ pub fn metrics_router() -> Router {
 pub trait ReadinessCheck: Send + Sync {
     fn name(&self) -> String;
     async fn check(&self) -> Result<(), String>;
+    /// Whether requests cannot be served without it. A non-critical failure
+    /// (Redis, the broker while the outbox holds events, an upstream behind
+    /// the gateway) is reported as degraded and keeps the process ready, so an
+    /// orchestrator does not pull healthy replicas.
+    fn critical(&self) -> bool {
+        true
+    }
 }
 
 /// `/health/live` (the process answers) and `/health/ready` (every check passes).
@@ -292,18 +424,22 @@ pub fn health_router(checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
                 let checks = checks.clone();
                 async move {
                     let results = futures::future::join_all(checks.iter().map(|c| async move {
-                        let outcome = tokio::time::timeout(Duration::from_secs(3), c.check()).await;
+                        let outcome = tokio::time::timeout(Duration::from_secs(2), c.check()).await;
                         let outcome = outcome.unwrap_or_else(|_| Err("timed out".into()));
-                        (c.name(), outcome)
+                        (c.name(), c.critical(), outcome)
                     }))
                     .await;
-                    let ready = results.iter().all(|(_, r)| r.is_ok());
+                    let ready = results
+                        .iter()
+                        .all(|(_, critical, r)| r.is_ok() || !critical);
+                    let degraded = results.iter().any(|(_, _, r)| r.is_err());
                     let detail: serde_json::Map<String, serde_json::Value> = results
                         .into_iter()
-                        .map(|(name, r)| {
+                        .map(|(name, critical, r)| {
                             let v = match r {
                                 Ok(()) => serde_json::json!("ok"),
-                                Err(e) => serde_json::json!(e),
+                                Err(e) if critical => serde_json::json!(e),
+                                Err(e) => serde_json::json!(format!("degraded: {e}")),
                             };
                             (name, v)
                         })
@@ -313,10 +449,15 @@ pub fn health_router(checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
                     } else {
                         StatusCode::SERVICE_UNAVAILABLE
                     };
+                    let word = match (ready, degraded) {
+                        (false, _) => "not_ready",
+                        (true, true) => "degraded",
+                        (true, false) => "ready",
+                    };
                     (
                         status,
                         axum::Json(serde_json::json!({
-                            "status": if ready { "ready" } else { "not_ready" },
+                            "status": word,
                             "checks": detail,
                         })),
                     )
@@ -325,18 +466,14 @@ pub fn health_router(checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
         )
 }
 
-/// Serves `app` until `shutdown` is cancelled, then lets in-flight requests finish.
+/// Serves `app` until `shutdown` is cancelled, then lets in-flight requests
+/// finish, within the default [`crate::server::ServeLimits`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    crate::server::serve(listener, app, shutdown, Default::default()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -38,6 +38,32 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+impl Problem {
+    /// A problem that says no more than its status (for errors raised below
+    /// the handlers, such as a method that a route does not take).
+    pub fn for_status(status: StatusCode) -> Self {
+        let slug = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            StatusCode::REQUEST_TIMEOUT => "request-timeout",
+            StatusCode::UNPROCESSABLE_ENTITY => "validation",
+            StatusCode::SERVICE_UNAVAILABLE => "service-unavailable",
+            StatusCode::GATEWAY_TIMEOUT => "gateway-timeout",
+            s if s.is_server_error() => "internal",
+            _ => "bad-request",
+        };
+        Self {
+            kind: problem_type(slug),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// The error type of every handler.
@@ -67,6 +93,9 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Too busy right now; the client should retry after the given time.
+    #[error("overloaded")]
+    Overloaded { retry_after_secs: u64 },
     #[error("upstream timed out")]
     GatewayTimeout,
     #[error(transparent)]
@@ -95,7 +124,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,6 +148,7 @@ impl ApiError {
             }
             ApiError::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service unavailable"),
+            ApiError::Overloaded { .. } => ("overloaded", "Too busy; try again shortly"),
             ApiError::GatewayTimeout => ("gateway-timeout", "Upstream timed out"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
@@ -128,7 +160,8 @@ impl ApiError {
         let detail = match self {
             ApiError::Internal(_) => Some("an unexpected error occurred".to_owned()),
             ApiError::Validation(_) => None,
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Overloaded { retry_after_secs } => {
                 Some(format!("try again in {retry_after_secs} s"))
             }
             ApiError::GatewayTimeout => None,
@@ -168,7 +201,9 @@ impl IntoResponse for ApiError {
         }
         let problem = self.to_problem();
         let mut response = problem_response(&problem);
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
+        if let ApiError::TooManyRequests { retry_after_secs }
+        | ApiError::Overloaded { retry_after_secs } = self
+        {
             if let Ok(value) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

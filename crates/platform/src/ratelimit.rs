@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
+use crate::optional_redis::OptionalRedis;
 
 /// The state of one counter's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,22 +94,27 @@ impl RateLimiter for MemoryLimiter {
     }
 }
 
-/// Counters in Redis, shared by every replica.
+/// Counters in Redis, shared by every replica; while Redis is unreachable
+/// they are counted in this process instead, so limits keep holding (per
+/// replica) and no request waits on the outage.
 pub struct RedisLimiter {
-    conn: redis::aio::ConnectionManager,
+    redis: OptionalRedis,
     prefix: String,
+    local: MemoryLimiter,
 }
 
 impl RedisLimiter {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, LimiterError> {
-        let client = redis::Client::open(url).map_err(|e| LimiterError(e.to_string()))?;
-        let conn = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager())
-            .await
-            .map_err(|_| LimiterError("timed out connecting to Redis".into()))?
-            .map_err(|e| LimiterError(e.to_string()))?;
+    /// Never waits for Redis: the connection is made in the background.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Result<Self, LimiterError> {
         Ok(Self {
-            conn,
+            redis: OptionalRedis::start(url, timeout).map_err(LimiterError)?,
             prefix: prefix.to_owned(),
+            local: MemoryLimiter::new(clock),
         })
     }
 
@@ -117,62 +123,70 @@ impl RedisLimiter {
     }
 }
 
-fn redis_err(e: redis::RedisError) -> LimiterError {
-    LimiterError(e.to_string())
-}
-
 #[async_trait]
 impl RateLimiter for RedisLimiter {
     async fn peek(&self, key: &str) -> Result<Option<Window>, LimiterError> {
-        let mut conn = self.conn.clone();
-        let (count, ttl): (Option<u64>, i64) = redis::pipe()
-            .get(self.key(key))
-            .pttl(self.key(key))
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        Ok(count.filter(|_| ttl > 0).map(|count| Window {
-            count,
-            resets_in_secs: (ttl as u64).div_ceil(1000),
-        }))
+        let k = self.key(key);
+        let shared = self
+            .redis
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .get(&k)
+                    .pttl(&k)
+                    .query_async::<(Option<u64>, i64)>(&mut conn)
+                    .await
+            })
+            .await;
+        match shared {
+            Ok((count, ttl)) => Ok(count.filter(|_| ttl > 0).map(|count| Window {
+                count,
+                resets_in_secs: (ttl as u64).div_ceil(1000),
+            })),
+            Err(_) => self.local.peek(key).await,
+        }
     }
 
     async fn hit(&self, key: &str, window: Duration) -> Result<Window, LimiterError> {
         // INCR and "expire if no expiry yet" in one atomic step.
-        let script = redis::Script::new(
-            r"local n = redis.call('INCR', KEYS[1])
-              if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-              return {n, redis.call('PTTL', KEYS[1])}",
-        );
-        let mut conn = self.conn.clone();
-        let (count, ttl): (u64, i64) = script
-            .key(self.key(key))
-            .arg(window.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        Ok(Window {
-            count,
-            resets_in_secs: (ttl.max(1) as u64).div_ceil(1000),
-        })
+        let k = self.key(key);
+        let shared = self
+            .redis
+            .run(|mut conn| async move {
+                redis::Script::new(
+                    r"local n = redis.call('INCR', KEYS[1])
+                      if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+                      return {n, redis.call('PTTL', KEYS[1])}",
+                )
+                .key(&k)
+                .arg(window.as_millis() as u64)
+                .invoke_async::<(u64, i64)>(&mut conn)
+                .await
+            })
+            .await;
+        match shared {
+            Ok((count, ttl)) => Ok(Window {
+                count,
+                resets_in_secs: (ttl.max(1) as u64).div_ceil(1000),
+            }),
+            Err(_) => self.local.hit(key, window).await,
+        }
     }
 
     async fn clear(&self, key: &str) -> Result<(), LimiterError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("DEL")
-            .arg(self.key(key))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)
+        self.local.clear(key).await?;
+        let k = self.key(key);
+        // A failed clear only leaves a counter to expire on its own.
+        let _ =
+            self.redis
+                .run(|mut conn| async move {
+                    redis::cmd("DEL").arg(&k).query_async::<()>(&mut conn).await
+                })
+                .await;
+        Ok(())
     }
 
     async fn ready(&self) -> Result<(), LimiterError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(redis_err)
+        self.redis.ping().await.map_err(LimiterError)
     }
 }
 

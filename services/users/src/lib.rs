@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 pub mod admin;
 pub mod api;
+pub mod credentials;
 pub mod domain;
 pub mod state;
 pub mod store;
@@ -29,11 +30,18 @@ pub const SERVICE: ServiceDef = ServiceDef {
 
 pub static MIGRATIONS: MigrationSet = MigrationSet {
     name: "users",
-    migrations: &[Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../migrations/0001_init.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "init",
+            sql: include_str!("../migrations/0001_init.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "credentials_announced",
+            sql: include_str!("../migrations/0002_credentials_announced.sql"),
+        },
+    ],
 };
 
 #[derive(OpenApi)]
@@ -77,6 +85,13 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
     let upload_limit = deps.settings.max_upload_bytes * 3 + 64 * 1024;
     let body_limit = deps.settings.max_body_bytes;
     let (router, _) = routes(upload_limit, body_limit).split_for_parts();
+    let announced = credentials::announce_pending(&deps.db, &deps.events).await?;
+    if announced > 0 {
+        tracing::info!(
+            accounts = announced,
+            "announced credentials to the other services"
+        );
+    }
     Ok(ServiceParts {
         router: router.with_state(AppState::new(deps)),
         subscriptions: Vec::new(),

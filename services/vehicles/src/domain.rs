@@ -319,6 +319,10 @@ fn text(v: &mut Validator, field: &str, value: &Option<String>, max: usize) -> O
         v.error(field, format!("must be at most {max} characters"));
         return None;
     }
+    if s.chars().any(char::is_control) {
+        v.error(field, "must not contain control characters");
+        return None;
+    }
     Some(s.to_owned())
 }
 
@@ -331,6 +335,13 @@ fn optional_text(
     let s = value.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
     if s.chars().count() > max {
         v.error(field, format!("must be at most {max} characters"));
+        return None;
+    }
+    // Free text may run over lines; nothing else invisible.
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        v.error(field, "must not contain control characters");
         return None;
     }
     Some(s.to_owned())

@@ -59,7 +59,7 @@ impl EventHandler for Consumer {
         if event.event_type.starts_with("vehicles.") {
             // Cache invalidation is idempotent, so no inbox entry is needed.
             if let Some(cache) = &self.state.cache {
-                cache.invalidate().await?;
+                cache.invalidate().await.map_err(anyhow::Error::msg)?;
             }
             return Ok(());
         }

@@ -209,7 +209,9 @@ pub fn write_csv<W: std::io::Write>(
 ) -> anyhow::Result<()> {
     let mut csv = csv::Writer::from_writer(writer);
     csv.write_record(COLUMNS)?;
-    let s = |v: &Option<String>| v.clone().unwrap_or_default();
+    let s = |v: &Option<String>| {
+        miliki_platform::csv::safe_cell(v.as_deref().unwrap_or_default()).into_owned()
+    };
     let n = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     let f = |v: Option<f64>| v.map(|n| n.to_string()).unwrap_or_default();
     for r in rows {
@@ -382,7 +384,11 @@ pub fn write_error_report<W: std::io::Write>(writer: W, errors: &[RowError]) -> 
     let mut csv = csv::Writer::from_writer(writer);
     csv.write_record(["row", "field", "message"])?;
     for e in errors {
-        csv.write_record([e.row.to_string(), e.field.clone(), e.message.clone()])?;
+        csv.write_record([
+            e.row.to_string(),
+            miliki_platform::csv::safe_cell(&e.field).into_owned(),
+            miliki_platform::csv::safe_cell(&e.message).into_owned(),
+        ])?;
     }
     csv.flush()?;
     Ok(())

@@ -49,6 +49,11 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             name: "user_standing",
             sql: miliki_events::standing::SCHEMA,
         },
+        Migration {
+            version: 3,
+            name: "user_standing_onboarded_by",
+            sql: miliki_events::standing::SCHEMA_ONBOARDED_BY,
+        },
     ],
 };
 
@@ -101,17 +106,12 @@ impl AppState {
 async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
     let mut state = AppState::new(deps.clone());
     if let Some(url) = &deps.settings.redis_url {
-        match cache::SearchCache::connect(
+        state.cache = Some(cache::SearchCache::start(
             url,
             &deps.settings.redis_prefix,
             state.config.cache_ttl_secs,
-        )
-        .await
-        {
-            Ok(c) => state.cache = Some(c),
-            // Search works without the cache, only slower.
-            Err(e) => tracing::warn!(error = %e, "search cache unavailable; searching uncached"),
-        }
+            std::time::Duration::from_millis(deps.settings.redis_timeout_ms),
+        )?);
     }
     // A database filled before this start (or by the CLI) may have no planner statistics yet.
     import::refresh_statistics(&deps.db).await;

@@ -642,28 +642,41 @@ where
     .transpose()
 }
 
+/// Whose reservations a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationScope {
+    All,
+    Customer(Uuid),
+    /// The customers an agent onboarded.
+    AgentBook(Uuid),
+}
+
 pub async fn reservations_of(
     db: &Db,
-    customer: Option<Uuid>,
+    scope: ReservationScope,
     before: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<ReservationRecord>, sqlx::Error> {
     let mut sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE 1 = 1");
-    let mut n = 0;
+    match scope {
+        ReservationScope::All => {}
+        ReservationScope::Customer(_) => sql.push_str(" AND customer_id = $1"),
+        ReservationScope::AgentBook(_) => sql.push_str(
+            " AND customer_id IN (SELECT user_id FROM user_standing WHERE onboarded_by = $1)",
+        ),
+    }
+    let mut n = usize::from(scope != ReservationScope::All);
     let mut next = || {
         n += 1;
         format!("${n}")
     };
-    if customer.is_some() {
-        sql.push_str(&format!(" AND customer_id = {}", next()));
-    }
     if before.is_some() {
         sql.push_str(&format!(" AND id < {}", next()));
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
     let mut q = sqlx::query(&sql);
-    if let Some(c) = customer {
-        q = q.bind(c.to_string());
+    if let ReservationScope::Customer(id) | ReservationScope::AgentBook(id) = scope {
+        q = q.bind(id.to_string());
     }
     if let Some(b) = before {
         q = q.bind(b.to_string());

@@ -98,6 +98,7 @@ pub(crate) async fn create_account(state: &AppState, user: &NewUser) -> Result<U
     let deps = &state.deps;
     let mut tx = deps.db.begin().await?;
     let id = store::insert_user(&mut tx, &deps.keyring, user, deps.clock.now()).await?;
+    crate::credentials::announce(&mut tx, &deps.events, id).await?;
     deps.events
         .write(
             &mut tx,
@@ -201,26 +202,54 @@ pub async fn login(
     let settings = &deps.settings;
     let index = login_index(&state, login);
     // Throttle by account (whatever was typed, so unknown logins count too) and by address.
-    let account_key = format!(
-        "login:account:{}",
-        index
-            .as_ref()
-            .map(|(_, i)| i.clone())
-            .unwrap_or_else(|| deps.keyring.blind_index("login", &login.to_lowercase()))
-    );
+    let account = index
+        .as_ref()
+        .map(|(_, i)| i.clone())
+        .unwrap_or_else(|| deps.keyring.blind_index("login", &login.to_lowercase()));
+    let pair_key = format!("login:pair:{account}:{ip}");
+    let account_key = format!("login:account:{account}");
     let ip_key = format!("login:ip:{ip}");
     let limiter = &deps.limiter;
-    for (key, max) in [
-        (&account_key, settings.login_max_failures),
-        (&ip_key, settings.login_ip_max_failures),
-    ] {
-        if let Some(window) = limiter.peek(key).await.map_err(ApiError::internal)? {
-            if window.count >= max {
-                return Err(ApiError::TooManyRequests {
-                    retry_after_secs: window.resets_in_secs,
-                });
-            }
+    let window = std::time::Duration::from_secs(settings.login_window_secs);
+    // Every attempt takes a number before any password is checked, so a burst
+    // of concurrent guesses cannot all slip in under the limit. Only this
+    // (account, address) pair is held back: the owner elsewhere still gets in.
+    let pair = limiter
+        .hit(&pair_key, window)
+        .await
+        .map_err(ApiError::internal)?;
+    if pair.count > settings.login_max_failures {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: pair.resets_in_secs,
+        });
+    }
+    let failures = |key: &str| {
+        let key = key.to_owned();
+        async move {
+            limiter
+                .peek(&key)
+                .await
+                .map(|w| w.map_or(0, |w| w.count))
+                .map_err(ApiError::internal)
         }
+    };
+    let (account_failures, ip_failures) = (failures(&account_key).await?, failures(&ip_key).await?);
+    if ip_failures >= settings.login_ip_max_failures {
+        let resets = limiter
+            .peek(&ip_key)
+            .await
+            .map_err(ApiError::internal)?
+            .map_or(1, |w| w.resets_in_secs);
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: resets,
+        });
+    }
+    // Many failures on one account (from anywhere), or from one address (many
+    // customers share carrier NAT), slow each further attempt rather than ban.
+    let delay = slowdown(account_failures, settings.login_account_slow_after)
+        .max(slowdown(ip_failures, settings.login_ip_slow_after));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let user = match &index {
         Some((column, value)) => {
@@ -232,23 +261,16 @@ pub async fn login(
         password.to_owned(),
         user.as_ref().map(|u| u.password_hash.clone()),
     )
-    .await;
+    .await?;
     let Some(user) = user.filter(|_| ok) else {
-        let window = std::time::Duration::from_secs(settings.login_window_secs);
-        limiter
-            .hit(&account_key, window)
-            .await
-            .map_err(ApiError::internal)?;
-        limiter
-            .hit(&ip_key, window)
-            .await
-            .map_err(ApiError::internal)?;
+        for key in [&account_key, &ip_key] {
+            limiter.hit(key, window).await.map_err(ApiError::internal)?;
+        }
         return Err(ApiError::Unauthenticated("wrong login or password".into()));
     };
-    limiter
-        .clear(&account_key)
-        .await
-        .map_err(ApiError::internal)?;
+    for key in [&pair_key, &account_key] {
+        limiter.clear(key).await.map_err(ApiError::internal)?;
+    }
     if user.status != UserStatus::Active {
         return Err(ApiError::Forbidden("the account is suspended".into()));
     }
@@ -264,6 +286,17 @@ pub async fn login(
     .await?;
     tx.commit().await?;
     Ok(Json(tokens))
+}
+
+/// How long an attempt waits once `failures` passed `after`: doubling from a
+/// quarter second, at most five seconds.
+fn slowdown(failures: u64, after: u64) -> std::time::Duration {
+    if failures < after {
+        return std::time::Duration::ZERO;
+    }
+    let doublings = (failures - after).min(5) as u32;
+    std::time::Duration::from_millis(250 * 2u64.pow(doublings))
+        .min(std::time::Duration::from_secs(5))
 }
 
 /// Mints an access token and the next refresh token of `family`.

@@ -434,10 +434,28 @@ pub async fn document(
         store::document(&state.deps.db, &state.deps.keyring, submission.id, side)
             .await?
             .ok_or(ApiError::NotFound("document"))?;
+    let extension = match content_type.as_str() {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    };
+    // A download, never a page: an uploaded file must not run in our origin.
     Response::builder()
-        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_TYPE, content_type.as_str())
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"kyc-{}-{side}.{extension}\"",
+                submission.id
+            ),
+        )
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        )
         .header(header::CACHE_CONTROL, "private, no-store")
-        .header("x-content-type-options", "nosniff")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .body(Body::from(bytes))
         .map_err(ApiError::internal)
 }

@@ -284,6 +284,7 @@ async fn change_status(
     }
     let mut tx = deps.db.begin().await?;
     store::set_status(&mut tx, id, to, caller.id, reason, deps.clock.now()).await?;
+    crate::credentials::announce(&mut tx, &deps.events, id).await?;
     if to == UserStatus::Suspended {
         deps.events
             .write(

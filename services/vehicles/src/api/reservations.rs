@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::ReservationView;
 use crate::domain::Status;
 use crate::state::{AppState, Caller};
-use crate::store::{self, ReservationRecord};
+use crate::store::{self, ReservationRecord, ReservationScope};
 
 /// Reserve a vehicle for the calling customer, for the configured hold (48 h by default).
 #[utoipa::path(post, path = "/api/v1/vehicles/{id}/reservations", tag = "reservations", security(("bearer" = [])),
@@ -135,7 +135,15 @@ async fn visible(
     let r = store::find_reservation(state.deps.db.reader(), id, "")
         .await?
         .ok_or(ApiError::NotFound("reservation"))?;
-    if caller.is_staff() || r.customer_id == caller.id {
+    let allowed = match caller.role {
+        Role::Admin => true,
+        Role::Customer => r.customer_id == caller.id,
+        // Agents see their own book only.
+        Role::Agent => {
+            standing::onboarded_by(&state.deps.db, r.customer_id).await? == Some(caller.id)
+        }
+    };
+    if allowed {
         Ok(r)
     } else {
         Err(ApiError::NotFound("reservation"))
@@ -165,7 +173,7 @@ pub struct ListParams {
     pub limit: Option<u32>,
 }
 
-/// Reservations, newest first: a customer's own, or everyone's for staff.
+/// Reservations, newest first: a customer's own, an agent's customers', or everyone's for admins.
 #[utoipa::path(get, path = "/api/v1/reservations", tag = "reservations", security(("bearer" = [])),
     params(ListParams),
     responses(
@@ -181,8 +189,12 @@ pub async fn list(
     let (limit, before) =
         pagination::parse_page_params::<Uuid>(&mut v, params.limit, params.cursor.as_deref());
     v.finish()?;
-    let customer = (!caller.is_staff()).then_some(caller.id);
-    let rows = store::reservations_of(&state.deps.db, customer, before, limit).await?;
+    let scope = match caller.role {
+        Role::Admin => ReservationScope::All,
+        Role::Agent => ReservationScope::AgentBook(caller.id),
+        Role::Customer => ReservationScope::Customer(caller.id),
+    };
+    let rows = store::reservations_of(&state.deps.db, scope, before, limit).await?;
     let page = pagination::page_from(rows, limit, |r| r.id);
     Ok(Json(Page {
         items: page.items.iter().map(ReservationView::from).collect(),

@@ -11,7 +11,10 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
+use miliki_platform::auth::AuthUser;
+use miliki_platform::http::ClientIp;
 use miliki_platform::problem::Problem;
+use miliki_platform::streams::guarded;
 use miliki_platform::ApiError;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -28,12 +31,16 @@ const REPLAY_BATCH: i64 = 500;
     responses(
         (status = 200, description = "An endless stream of `status_changed` events", body = AvailabilityChange, content_type = "text/event-stream"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many open streams for this user or address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    auth: AuthUser,
+    caller: Caller,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let slot = state.deps.streams.acquire(caller.id, ip)?;
     // An id we did not issue cannot be resumed from; start live instead of failing the reconnect.
     let last: Option<Uuid> = headers
         .get("last-event-id")
@@ -44,7 +51,9 @@ pub async fn stream(
         Some(id) => Some(id),
         None => store::latest_history_id(&state.deps.db).await?,
     };
-    let events = follow(state, cursor, live);
+    let (tokens, clock) = (state.deps.tokens.clone(), state.deps.clock.clone());
+    let events = follow(state, cursor, live, caller.is_staff());
+    let events = guarded(events, slot, auth, tokens, clock);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -69,11 +78,34 @@ fn to_event(item: &FeedItem) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserialisable change"))
 }
 
+/// What a customer may see of a change: only changes into or out of
+/// `available` (the vehicles they can see), with any status they cannot see
+/// named `unavailable`. Staff see every change as it is.
+fn visible_to_customer(item: &FeedItem) -> Option<FeedItem> {
+    const SHOWN: [&str; 3] = ["available", "reserved", "under_contract"];
+    let change = &item.change;
+    if change.from != "available" && change.to != "available" {
+        return None;
+    }
+    let shown = |s: &str| {
+        if SHOWN.contains(&s) {
+            s.to_owned()
+        } else {
+            "unavailable".to_owned()
+        }
+    };
+    let mut item = item.clone();
+    item.change.from = shown(&item.change.from);
+    item.change.to = shown(&item.change.to);
+    Some(item)
+}
+
 fn follow(
     state: AppState,
     cursor: Option<Uuid>,
     live: tokio::sync::broadcast::Receiver<FeedItem>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+    staff: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let start = Follow {
         closed: state.feed.closed(),
         state,
@@ -82,14 +114,22 @@ fn follow(
         pending: Default::default(),
         catching_up: true,
     };
-    stream::unfold(start, |mut f| async move {
+    stream::unfold(start, move |mut f| async move {
         loop {
             if f.closed.is_cancelled() {
                 return None;
             }
             if let Some(item) = f.pending.pop_front() {
                 f.cursor = Some(item.id);
-                return Some((Ok(to_event(&item)), f));
+                let shown = if staff {
+                    Some(item)
+                } else {
+                    visible_to_customer(&item)
+                };
+                match shown {
+                    Some(item) => return Some((Ok(to_event(&item)), f)),
+                    None => continue,
+                }
             }
             if f.catching_up {
                 match store::history_since(&f.state.deps.db, f.cursor, REPLAY_BATCH).await {
