@@ -220,3 +220,163 @@ fn unknown_services_are_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service \"billing\""));
 }
+
+/// Production settings with valid secrets, so what is checked next is the rest.
+fn production(cmd: &mut Command) -> &mut Command {
+    cmd.env("MILIKI_ENV", "production")
+        .env("MILIKI_JWT_SECRET", "x".repeat(48))
+        .env(
+            "MILIKI_ENCRYPTION_KEYS",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .env(
+            "MILIKI_BLIND_INDEX_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+}
+
+#[test]
+fn production_without_a_database_url_names_the_variable_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["migrate"],
+        vec![
+            "admin",
+            "create",
+            "--name",
+            "Ops",
+            "--phone",
+            "0711222333",
+            "--password",
+            "a-long-admin-password",
+        ],
+    ] {
+        let out = production(&mut miliki(dir.path()))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("MILIKI_USERS_DATABASE_URL"), "{args:?}: {err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} wrote files"
+        );
+    }
+}
+
+#[test]
+fn migrate_refuses_unknown_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = miliki(dir.path())
+        .args(["migrate", "--only", "nonsense"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service \"nonsense\""));
+}
+
+#[test]
+fn configuration_errors_name_the_variable_and_never_echo_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_looking = "a3JRcye3bm90LWEta2V5LWJ1dC1zZWNyZXQ";
+    let out = production(&mut miliki(dir.path()))
+        .env("MILIKI_ENCRYPTION_KEYS", secret_looking)
+        .args(["serve", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MILIKI_ENCRYPTION_KEYS"), "{err}");
+    assert!(
+        !err.contains(&secret_looking[..8]),
+        "the key was echoed: {err}"
+    );
+    let out = production(&mut miliki(dir.path()))
+        .env("MILIKI_JWT_SECRET", "too-short")
+        .args(["serve", "--port", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MILIKI_JWT_SECRET must be at least 32 characters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_validation_errors_list_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = miliki(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--name",
+            "",
+            "--phone",
+            "07ABC",
+            "--password",
+            "short",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in ["name", "phone", "password"] {
+        assert!(err.contains(field), "{field} missing from: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_login_burst_is_shed_with_retry_after_and_logs_carry_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = miliki(dir.path())
+        .args(["serve", "--port", &port.to_string()])
+        .env("MILIKI_HASH_CONCURRENCY", "1")
+        .env("MILIKI_HASH_WAIT_MS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _proc = Proc(child);
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("Press Ctrl-C"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+    .join()
+    .unwrap();
+    assert!(
+        !lines.contains('\u{1b}'),
+        "colour codes in piped output: {lines}"
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/auth/login");
+    let attempts = (0..16).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .post(url)
+                .json(&json!({"login": format!("07000{i:05}"), "password": "not-the-password"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let responses = futures::future::join_all(attempts).await;
+    let shed: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!shed.is_empty(), "no login was shed");
+    assert!(shed.iter().all(|r| r.headers().contains_key("retry-after")));
+    assert!(responses
+        .iter()
+        .all(|r| { [401, 503].contains(&r.status().as_u16()) }));
+}

@@ -5,7 +5,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn request_ids_cors_and_unknown_routes() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|s| s.cors_origins = "https://shop.example.com".into()).await;
     let resp = app
         .client
         .get(app.url("/health/live"))
@@ -26,7 +26,7 @@ async fn request_ids_cors_and_unknown_routes() {
     let resp = app
         .client
         .request(reqwest::Method::OPTIONS, app.url("/api/v1/auth/login"))
-        .header("origin", "https://shop.example")
+        .header("origin", "https://shop.example.com")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "content-type")
         .send()
@@ -35,7 +35,7 @@ async fn request_ids_cors_and_unknown_routes() {
     assert!(resp.status().is_success());
     assert_eq!(
         resp.headers()["access-control-allow-origin"],
-        "https://shop.example"
+        "https://shop.example.com"
     );
 
     let (status, body) = app.get("/api/v1/nothing-here", None).await;
@@ -108,9 +108,11 @@ async fn openapi_docs_health_and_metrics() {
         json!({"login": "0700999888", "password": "wrong-password-x"}),
     )
     .await;
+    // Metrics live on the operations listener only.
+    let ops = app.runtime.as_ref().unwrap().ops_addr;
     let metrics = app
         .client
-        .get(app.url("/metrics"))
+        .get(format!("http://{ops}/metrics"))
         .send()
         .await
         .unwrap()
@@ -118,6 +120,8 @@ async fn openapi_docs_health_and_metrics() {
         .await
         .unwrap();
     assert!(metrics.contains("http_requests_total"), "{metrics}");
+    let (status, body) = app.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     app.stop().await;
 }
 
@@ -169,8 +173,7 @@ async fn a_service_that_cannot_start_answers_503_and_the_rest_keeps_working() {
     assert!(
         ready["checks"]["users"]
             .as_str()
-            .unwrap()
-            .contains("not running"),
+            .is_some_and(|s| s.contains("not running")),
         "{ready}"
     );
     let (status, _) = app.get("/health/live", None).await;

@@ -61,6 +61,16 @@ async fn a_customer_submits_and_an_admin_approves() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "image/png");
+    // A download that cannot run as a page in our origin.
+    assert!(resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert!(resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("sandbox"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), png());
 
     // A second submission while one is pending conflicts.

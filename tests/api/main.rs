@@ -6,6 +6,7 @@ mod common;
 
 mod auth;
 mod gateway;
+mod hardening;
 mod kyc;
 mod security;
 mod users;

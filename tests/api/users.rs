@@ -157,8 +157,14 @@ async fn lists_page_with_cursors() {
             "validation",
         );
     }
+    // One rule for every list: a parameter that does not parse is a 422 naming it.
     let (status, body) = app.get("/api/v1/users?limit=abc", Some(&admin.token)).await;
-    assert_problem(status, &body, StatusCode::BAD_REQUEST, "bad-request");
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
     app.stop().await;
 }
 

@@ -289,6 +289,39 @@ async fn kyc_approval_in_users_enables_a_reservation_in_vehicles() {
     assert_eq!(reservation["status"], "active");
     assert_eq!(reservation["customer_id"], customer["id"]);
 
+    // Suspending and reinstating the customer in users kills their old token
+    // in the vehicles process too, within a second of the change.
+    let customer_id = customer["id"].as_str().unwrap().to_owned();
+    for action in ["suspend", "reinstate"] {
+        let (status, body, _) = call(
+            reqwest::Method::POST,
+            &format!("/api/v1/users/{customer_id}/{action}"),
+            Some(&admin),
+            Some(json!({"reason": "access review"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let changed = std::time::Instant::now();
+    let mut refused_after = None;
+    while changed.elapsed() < Duration::from_secs(5) {
+        let (status, _, _) = call(
+            reqwest::Method::GET,
+            "/api/v1/reservations",
+            Some(&customer_token),
+            None,
+        )
+        .await;
+        if status == StatusCode::UNAUTHORIZED {
+            refused_after = Some(changed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused_after = refused_after.expect("vehicles kept accepting the stale token");
+    eprintln!("stale token refused by the vehicles process after {refused_after:?}");
+    assert!(refused_after < Duration::from_secs(1), "{refused_after:?}");
+
     if redis.is_some() {
         // The same search twice: the second is served from Redis; a write retires it.
         let (_, first, _) = call(

@@ -9,6 +9,7 @@
 mod common;
 
 mod distributed;
+mod hardening;
 mod import;
 mod inventory;
 mod reservations;

@@ -138,6 +138,18 @@ async fn fifty_customers_racing_for_one_vehicle_produce_one_winner() {
         miliki_events::standing::apply(&mut tx, &event)
             .await
             .unwrap();
+        // And their credentials, as users.user.credentials_changed.v1 would.
+        miliki_platform::credentials::Credentials::record(
+            &mut tx,
+            user,
+            miliki_platform::credentials::Credential {
+                role: Role::Customer,
+                version: 0,
+                active: true,
+            },
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         tokens.push(
             app.runtime()
@@ -256,8 +268,9 @@ async fn owners_and_roles_are_enforced() {
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     let (_, still) = app.get(&path, Some(&owner.token)).await;
     assert_eq!(still["status"], "active");
+    // An agent outside the owner's book sees none of it.
     let (_, list) = app.get("/api/v1/reservations", Some(&agent.token)).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
 
     // An admin releases anyone's.
     let (status, released) = delete(

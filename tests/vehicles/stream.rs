@@ -43,6 +43,19 @@ impl Reader {
         }
     }
 
+    /// Whether the server ends the stream within `secs` seconds.
+    async fn ends_within(&mut self, secs: u64) -> bool {
+        tokio::time::timeout(Duration::from_secs(secs), async {
+            while let Some(chunk) = self.body.next().await {
+                if chunk.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// The next event (comments and keep-alives skipped), within five seconds.
     async fn next(&mut self) -> Sse {
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -133,7 +146,8 @@ async fn the_stream_follows_changes_and_resumes_after_a_reconnect() {
         (a.data["to"].as_str(), a.data["available"].as_bool()),
         (Some("available"), Some(true))
     );
-    assert_eq!(b.data["to"], "in_maintenance");
+    // Customers see that it is gone, not why.
+    assert_eq!(b.data["to"], "unavailable");
     assert!(first.id < a.id && a.id < b.id);
     // And then follows live.
     let (status, _) = app
@@ -149,5 +163,107 @@ async fn the_stream_follows_changes_and_resumes_after_a_reconnect() {
 
     let (status, _) = app.get("/api/v1/vehicles/availability/stream", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+async fn open_status(app: &TestApp, token: &str) -> StatusCode {
+    app.client
+        .get(app.url("/api/v1/vehicles/availability/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn streams_are_capped_per_user_and_end_with_their_token() {
+    let app = TestApp::spawn_with(|s| s.max_streams_per_user = 2).await;
+    let customer = app.customer().await;
+    let mut first = Reader::open(&app, &customer.token, None).await;
+    let _second = Reader::open(&app, &customer.token, None).await;
+    assert_eq!(
+        open_status(&app, &customer.token).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Access tokens live 15 minutes; past that the stream closes by itself.
+    app.clock.advance(chrono::Duration::minutes(16));
+    assert!(first.ends_within(5).await, "the stream outlived its token");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_customers_stream_is_closed() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let customer = app.customer().await;
+    let mut stream = Reader::open(&app, &customer.token, None).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/users/{}/suspend", customer.id),
+            Some(&admin.token),
+            json!({"reason": "fraud review"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        stream.ends_within(5).await,
+        "the suspended customer kept the stream"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_customers_replay_shows_only_what_they_may_see() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let customer = app.customer().await;
+    let (b, c) = (
+        list_vehicle(&app, &admin, car()).await,
+        list_vehicle(&app, &admin, motorcycle()).await,
+    );
+    let status_of = |v: &Value, to: &str| {
+        (
+            format!("/api/v1/vehicles/{}/status", v["id"].as_str().unwrap()),
+            json!({"status": to, "reason": "test"}),
+        )
+    };
+    for (path, body) in [
+        status_of(&b, "in_maintenance"),
+        status_of(&b, "retired"),
+        status_of(&c, "in_maintenance"),
+    ] {
+        let (status, resp) = app.post(&path, Some(&admin.token), body).await;
+        assert_eq!(status, StatusCode::OK, "{resp}");
+    }
+    let nil = uuid::Uuid::nil().to_string();
+    let mut replay = Reader::open(&app, &customer.token, Some(&nil)).await;
+    let mut seen = Vec::new();
+    loop {
+        let e = replay.next().await;
+        let done = e.data["vehicle_id"] == c["id"] && e.data["available"] == false;
+        seen.push(e.data);
+        if done {
+            break;
+        }
+    }
+    for e in &seen {
+        assert!(
+            ["available", "reserved", "under_contract", "unavailable"]
+                .contains(&e["to"].as_str().unwrap()),
+            "a customer saw {e}"
+        );
+        assert!(
+            !(e["vehicle_id"] == b["id"] && e["from"] == "unavailable"),
+            "a customer saw a retired vehicle's change: {e}"
+        );
+    }
+    // Staff see every change as it was.
+    let mut staff = Reader::open(&app, &admin.token, Some(&nil)).await;
+    let mut tos = Vec::new();
+    while tos.len() < seen.len() + 1 {
+        tos.push(staff.next().await.data["to"].as_str().unwrap().to_owned());
+    }
+    assert!(tos.contains(&"retired".to_owned()), "{tos:?}");
     app.stop().await;
 }
