@@ -110,7 +110,10 @@ impl Kernel {
             std::fs::create_dir_all(&self.settings.data_dir)
                 .with_context(|| format!("creating {}", self.settings.data_dir.display()))?;
         }
-        let db = Db::connect(&url).await.with_context(|| {
+        let options = miliki_platform::db::DbOptions {
+            durable_commits: service.durable_commits,
+        };
+        let db = Db::connect_with(&url, options).await.with_context(|| {
             format!(
                 "opening the {} database at {}",
                 service.name,

@@ -16,6 +16,7 @@ pub mod enums;
 pub mod etag;
 pub mod http;
 pub mod id;
+pub mod idempotency;
 pub mod money;
 pub mod pagination;
 pub mod problem;
