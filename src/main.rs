@@ -54,6 +54,10 @@ enum Command {
         /// Seed demo accounts (idempotent) and print how to log in.
         #[arg(long)]
         demo: bool,
+        /// Run on a clock admins can move forward (POST /api/v1/simulation/clock);
+        /// refused when MILIKI_ENV=production.
+        #[arg(long)]
+        simulated_clock: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -76,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: VehiclesCommand,
     },
+    /// The payments ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Measure speed on this machine (embedded mode, in a temporary data directory).
     Bench {
         #[command(subcommand)]
@@ -93,6 +102,13 @@ enum VehiclesCommand {
         #[arg(long)]
         errors: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check that every journal transaction balances and every contract's
+    /// balances equal its ledger; exits non-zero with the first difference.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +160,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             bind,
             only,
             demo,
+            simulated_clock,
         } => {
             if let Some(port) = port {
                 settings.port = port;
@@ -151,7 +168,36 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             if let Some(bind) = bind {
                 settings.bind = bind;
             }
-            serve(settings, only.as_deref(), demo).await
+            if simulated_clock {
+                if settings.is_production() {
+                    anyhow::bail!("--simulated-clock is refused when MILIKI_ENV=production");
+                }
+                settings
+                    .extra
+                    .insert("simulated_clock".into(), serde_json::Value::Bool(true));
+            }
+            serve(settings, only.as_deref(), demo, simulated_clock).await
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify,
+        } => {
+            let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+            let db = kernel.open_db(&miliki_payments::SERVICE).await?;
+            let report = miliki_payments::verify::verify(&db).await?;
+            db.close().await;
+            match report.difference {
+                None => {
+                    println!(
+                        "ledger verified: {} transactions balance; {} contracts agree with their ledger",
+                        report.transactions, report.contracts
+                    );
+                    Ok(())
+                }
+                Some(diff) => {
+                    eprintln!("ledger difference: {diff}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Migrate { only } => {
             let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
@@ -213,14 +259,24 @@ fn describe(e: &miliki_platform::ApiError) -> String {
     line
 }
 
-async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    only: Option<&str>,
+    demo: bool,
+    simulated_clock: bool,
+) -> anyhow::Result<()> {
     let role = Role::parse(only)?;
     let started = std::time::Instant::now();
     let addr = std::net::SocketAddr::new(settings.bind, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+    let clock: miliki_platform::clock::SharedClock = if simulated_clock {
+        Arc::new(miliki_platform::clock::ManualClock::new(chrono::Utc::now()))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let kernel = Kernel::new(settings, clock).await?;
     let runtime = Runtime::start(kernel, role.clone(), listener).await?;
     // Serving from here on; demo seeding below runs while requests are answered.
     let ready_in = started.elapsed();
@@ -240,6 +296,13 @@ async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Re
                 .await
                 .map_err(|e| anyhow::anyhow!(describe(&e)))?;
             tracing::info!(added, "demo inventory ready");
+        }
+        if let Some(deps) = runtime.deps("payments") {
+            let state = miliki_payments::AppState::new(deps.clone())?;
+            let added = miliki_payments::demo::seed_demo(&state)
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            tracing::info!(added, "demo financing products ready");
         }
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,

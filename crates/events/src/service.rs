@@ -61,8 +61,12 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
             crate::standing::PATTERNS
                 .iter()
                 .copied()
-                // The payments service's contract activation converts reservations.
-                .chain(["payments.contract.activated.v1"])
+                // The payments service's contract activation converts reservations;
+                // its payoff makes the vehicle the customer's.
+                .chain([
+                    "payments.contract.activated.v1",
+                    "payments.contract.paid_off.v1",
+                ])
                 // Its own events too: they invalidate its shared search cache.
                 .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
                 .map(str::to_owned)

@@ -9,17 +9,20 @@ use std::sync::Arc;
 use futures::FutureExt;
 use miliki_events::service::{Job, ServiceDef, ServiceDeps, ServiceParts};
 use miliki_events::EventHandler;
+
 use miliki_platform::db::{Migration, MigrationSet};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub mod api;
+pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod ops;
 pub mod state;
 pub mod store;
+pub mod verify;
 
 pub use state::{AppState, Config};
 
@@ -69,6 +72,7 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
         (name = "quotes", description = "Schedules computed exactly, nothing stored"),
         (name = "contracts", description = "Contracts, schedules, balances, statements and their lifecycle"),
         (name = "payments", description = "Payments into the ledger, and their reversal"),
+        (name = "reports", description = "Portfolio at risk and collections"),
     ),
     components(schemas(miliki_platform::problem::Problem))
 )]
@@ -89,18 +93,51 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::contracts::default))
         .routes(routes!(api::contracts::write_off))
         .routes(routes!(api::contracts::cancel))
+        .routes(routes!(api::ownership::get, api::ownership::record))
         .routes(routes!(api::payments::create))
         .routes(routes!(api::payments::get))
         .routes(routes!(api::payments::reverse))
+        .routes(routes!(api::reports::portfolio))
+        .routes(routes!(api::reports::collections))
+}
+
+/// The routes that exist only with `serve --simulated-clock`.
+fn simulation_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(api::simulation::advance))
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
+/// Whether these settings ask for a movable clock.
+pub fn simulated_clock(settings: &miliki_platform::config::Settings) -> bool {
+    matches!(
+        settings.extra.get(api::simulation::SETTING),
+        Some(serde_json::Value::Bool(true))
+    ) || matches!(
+        settings
+            .extra
+            .get(api::simulation::SETTING)
+            .and_then(|v| v.as_str()),
+        Some("true" | "1")
+    )
+}
+
 async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
+    let simulated = simulated_clock(&deps.settings);
+    if simulated && deps.settings.is_production() {
+        anyhow::bail!("the simulated clock is refused when MILIKI_ENV=production");
+    }
+    if simulated && deps.clock.manual().is_none() {
+        anyhow::bail!("the simulated clock needs a movable clock");
+    }
     let state = AppState::new(deps)?;
-    let (router, _) = routes().split_for_parts();
+    let mut routes = routes();
+    if simulated {
+        routes = routes.merge(simulation_routes());
+    }
+    let (router, _) = routes.split_for_parts();
     let consumer: Arc<dyn EventHandler> = Arc::new(events::Consumer {
         state: state.clone(),
     });

@@ -812,3 +812,53 @@ pub async fn journal_of(
         })
         .collect()
 }
+
+// ------------------------------------------------------------- ownership
+
+/// A handover step done: (step, reference, done_by, done_at).
+pub type StepRecord = (String, Option<String>, Option<Uuid>, DateTime<Utc>);
+
+pub async fn ownership_steps(
+    conn: &mut AnyConnection,
+    contract: Uuid,
+) -> Result<Vec<StepRecord>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT step, reference, done_by, done_at FROM ownership_steps WHERE contract_id = $1",
+    )
+    .bind(contract.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("step")?,
+                r.try_get("reference")?,
+                r.opt_uuid("done_by")?,
+                r.time("done_at")?,
+            ))
+        })
+        .collect()
+}
+
+/// Records a step; `false` when it was already done.
+pub async fn record_step(
+    conn: &mut AnyConnection,
+    contract: Uuid,
+    step: &str,
+    reference: Option<&str>,
+    by: Option<Uuid>,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO ownership_steps (contract_id, step, reference, done_by, done_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (contract_id, step) DO NOTHING",
+    )
+    .bind(contract.to_string())
+    .bind(step)
+    .bind(reference)
+    .bind(by.map(|u| u.to_string()))
+    .bind(to_micros(at))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,9 +1,12 @@
 //! HTTP handlers, one module per area, and the views and access rules they share.
 
 pub mod contracts;
+pub mod ownership;
 pub mod payments;
 pub mod products;
 pub mod quotes;
+pub mod reports;
+pub mod simulation;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use miliki_platform::auth::Role;
