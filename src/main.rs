@@ -13,6 +13,7 @@ use miliki_platform::clock::SystemClock;
 use miliki_platform::config::Settings;
 
 mod bench;
+mod bench_payments;
 mod import;
 
 #[derive(Parser)]
@@ -115,6 +116,8 @@ enum LedgerCommand {
 enum BenchCommand {
     /// Load vehicles, then time searches and reads through the gateway.
     Vehicles(bench::VehiclesArgs),
+    /// Load active contracts, then time a due day's payments and the daily arrears job.
+    Payments(bench_payments::PaymentsArgs),
 }
 
 #[derive(Subcommand)]
@@ -246,6 +249,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Vehicles(args),
         } => bench::vehicles(settings, args).await,
+        Command::Bench {
+            command: BenchCommand::Payments(args),
+        } => bench_payments::payments(settings, args).await,
     }
 }
 

@@ -20,3 +20,4 @@ mod products;
 mod quotes;
 mod reports;
 mod support;
+mod verify;

@@ -64,6 +64,7 @@ CREATE TABLE contracts (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX contracts_customer ON contracts (customer_id, id);
+CREATE INDEX contracts_vehicle ON contracts (vehicle_id);
 CREATE INDEX contracts_status ON contracts (status, id);
 CREATE INDEX contracts_aging ON contracts (aged_through, id);
 

@@ -22,7 +22,7 @@ pub struct Report {
 pub async fn verify(db: &Db) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let unbalanced = sqlx::query(
-        "SELECT transaction_id, SUM(amount_minor) AS total FROM journal_entries \
+        "SELECT transaction_id, CAST(SUM(amount_minor) AS BIGINT) AS total FROM journal_entries \
          GROUP BY transaction_id HAVING SUM(amount_minor) <> 0 ORDER BY transaction_id LIMIT 1",
     )
     .fetch_optional(db.reader())
@@ -50,7 +50,7 @@ pub async fn verify(db: &Db) -> anyhow::Result<Report> {
         };
         let book = store::load_book(&mut conn, &c).await?;
         let rows = sqlx::query(
-            "SELECT account, installment, SUM(amount_minor) AS total FROM journal_entries \
+            "SELECT account, installment, CAST(SUM(amount_minor) AS BIGINT) AS total FROM journal_entries \
              WHERE contract_id = $1 GROUP BY account, installment",
         )
         .bind(&id)

@@ -95,7 +95,7 @@ pub async fn portfolio(
            (i.penalties_paid + i.fees_paid + i.interest_paid + i.principal_paid + \
             i.penalties_waived + i.fees_waived + i.interest_waived + i.principal_waived) \
            THEN i.due_date END) AS oldest, \
-         SUM(CASE WHEN i.number > 0 THEN i.principal_due - i.principal_paid - i.principal_waived ELSE 0 END) AS principal \
+         CAST(SUM(CASE WHEN i.number > 0 THEN i.principal_due - i.principal_paid - i.principal_waived ELSE 0 END) AS BIGINT) AS principal \
          FROM contracts c JOIN installments i ON i.contract_id = c.id \
          WHERE c.status IN ('active', 'paused', 'defaulted') \
          GROUP BY c.id, c.currency, c.status, c.days_past_due",
@@ -222,7 +222,7 @@ pub async fn collections(
     v.finish()?;
     let from = from.unwrap_or(today);
     let due_rows = sqlx::query(
-        "SELECT i.due_date AS day, c.currency, SUM(i.penalties_due + i.fees_due + i.interest_due + i.principal_due) AS amount \
+        "SELECT i.due_date AS day, c.currency, CAST(SUM(i.penalties_due + i.fees_due + i.interest_due + i.principal_due) AS BIGINT) AS amount \
          FROM installments i JOIN contracts c ON c.id = i.contract_id \
          WHERE i.due_date >= $1 AND i.due_date <= $2 AND c.status <> 'cancelled' \
          AND (i.number > 0 OR c.status <> 'pending_deposit') \
@@ -233,7 +233,7 @@ pub async fn collections(
     .fetch_all(state.deps.db.reader())
     .await?;
     let paid_rows = sqlx::query(
-        "SELECT local_date AS day, currency, SUM(amount_minor) AS amount FROM payments \
+        "SELECT local_date AS day, currency, CAST(SUM(amount_minor) AS BIGINT) AS amount FROM payments \
          WHERE local_date >= $1 AND local_date <= $2 AND status = 'received' GROUP BY local_date, currency",
     )
     .bind(date_text(from))
