@@ -75,7 +75,9 @@ pub async fn payments(_settings: Settings, args: PaymentsArgs) -> anyhow::Result
         None => "SQLite, synchronous = FULL".to_owned(),
     };
     let clock = Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().context("start")?,
+        Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
+            .single()
+            .context("start")?,
     ));
     let kernel = Kernel::new(settings, clock.clone()).await?;
     let deps = kernel.deps(&miliki_payments::SERVICE).await?;

@@ -14,6 +14,7 @@ mod vehicle_support;
 
 mod arrears;
 mod contracts;
+mod distributed;
 mod journey;
 mod ledger;
 mod products;

@@ -12,7 +12,12 @@ async fn ledger_verify_passes_then_finds_the_first_difference() {
     let mut admin = app.admin().await;
     let customer = app.customer().await;
     let p = create_product(&app, &admin, boda_product()).await;
-    let c = create_contract(&app, &admin, contract_body(&p, customer.id, 165_000_00, 33_000_00, 78)).await;
+    let c = create_contract(
+        &app,
+        &admin,
+        contract_body(&p, customer.id, 165_000_00, 33_000_00, 78),
+    )
+    .await;
     let id = c["id"].as_str().unwrap().to_owned();
     let (_, r) = pay(&app, &admin.token, &id, deposit_due(&c) + 1_000_00).await;
     let pid = r["payment"]["id"].as_str().unwrap().to_owned();
@@ -48,7 +53,11 @@ async fn ledger_verify_passes_then_finds_the_first_difference() {
     };
     if postgres_url().is_none() {
         let out = cli(app.dir.path());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("ledger verified"));
     }
 
