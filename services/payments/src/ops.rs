@@ -768,17 +768,30 @@ pub async fn age(
     today: NaiveDate,
 ) -> Result<(), ApiError> {
     let mut day = c.aged_through;
+    let mut book = store::load_book(tx, &c).await?;
     while day < today {
-        day = day.succ_opt().unwrap_or(today);
+        let mut next = day.succ_opt().unwrap_or(today);
+        // Days on which nothing can change are skipped: a paused contract
+        // waits for its pause to end; a contract with nothing overdue waits
+        // for its next unpaid due date.
         if c.status == ContractStatus::Paused {
-            let ends = c.paused_on.and_then(|p| {
-                p.checked_add_days(chrono::Days::new(c.pause_days.unwrap_or(0).max(0) as u64))
-            });
-            if ends.is_some_and(|e| day >= e) {
-                c = resume(state, tx, c.id, None, day).await?;
+            if let Some(end) = pause_end(&c) {
+                next = next.max(end.min(today));
             }
+        } else if book.oldest_overdue(next).is_none() {
+            let next_due = book
+                .lines
+                .iter()
+                .filter(|l| l.total_outstanding() > 0 && l.due_date >= next)
+                .map(|l| l.due_date)
+                .min();
+            next = next_due.unwrap_or(today).clamp(next, today);
         }
-        let mut book = store::load_book(tx, &c).await?;
+        day = next;
+        if c.status == ContractStatus::Paused && pause_end(&c).is_some_and(|e| day >= e) {
+            c = resume(state, tx, c.id, None, day).await?;
+            book = store::load_book(tx, &c).await?;
+        }
         let outcome = if c.status.accrues_arrears() {
             book.charge_late_fees(day, &c.product.late_fee)
         } else {
@@ -788,6 +801,13 @@ pub async fn age(
         settle(state, tx, &mut c, &mut book, outcome, day, None, None).await?;
     }
     Ok(())
+}
+
+/// The day a pause runs out.
+fn pause_end(c: &ContractRecord) -> Option<NaiveDate> {
+    c.paused_on.and_then(|p| {
+        p.checked_add_days(chrono::Days::new(c.pause_days.unwrap_or(0).max(0) as u64))
+    })
 }
 
 /// Runs the daily job for `today` over every contract not yet aged: in
