@@ -567,3 +567,17 @@ pub async fn cancel(
     deps.events.commit(tx).await?;
     detail_after(&state, &c).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_cell;
+
+    #[test]
+    fn csv_cells_cannot_start_a_formula() {
+        for evil in ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(safe_cell(evil).starts_with('\''), "{evil}");
+        }
+        assert_eq!(safe_cell("cash payment received"), "cash payment received");
+        assert_eq!(safe_cell(""), "");
+    }
+}
