@@ -13,6 +13,7 @@ use miliki_platform::clock::SystemClock;
 use miliki_platform::config::Settings;
 
 mod bench;
+mod bench_payments;
 mod import;
 
 // Returns freed memory to the OS far better than glibc's allocator after
@@ -59,6 +60,10 @@ enum Command {
         /// Seed demo accounts (idempotent) and print how to log in.
         #[arg(long)]
         demo: bool,
+        /// Run on a clock admins can move forward (POST /api/v1/simulation/clock);
+        /// refused when MILIKI_ENV=production.
+        #[arg(long)]
+        simulated_clock: bool,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -81,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         command: VehiclesCommand,
     },
+    /// The payments ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Measure speed on this machine (embedded mode, in a temporary data directory).
     Bench {
         #[command(subcommand)]
@@ -101,9 +111,18 @@ enum VehiclesCommand {
 }
 
 #[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check that every journal transaction balances and every contract's
+    /// balances equal its ledger; exits non-zero with the first difference.
+    Verify,
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Load vehicles, then time searches and reads through the gateway.
     Vehicles(bench::VehiclesArgs),
+    /// Load active contracts, then time a due day's payments and the daily arrears job.
+    Payments(bench_payments::PaymentsArgs),
 }
 
 #[derive(Subcommand)]
@@ -152,6 +171,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             bind,
             only,
             demo,
+            simulated_clock,
         } => {
             if let Some(port) = port {
                 settings.port = port;
@@ -159,7 +179,36 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             if let Some(bind) = bind {
                 settings.bind = bind;
             }
-            serve(settings, only.as_deref(), demo).await
+            if simulated_clock {
+                if settings.is_production() {
+                    anyhow::bail!("--simulated-clock is refused when MILIKI_ENV=production");
+                }
+                settings
+                    .extra
+                    .insert("simulated_clock".into(), serde_json::Value::Bool(true));
+            }
+            serve(settings, only.as_deref(), demo, simulated_clock).await
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify,
+        } => {
+            let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+            let db = kernel.open_db(&miliki_payments::SERVICE).await?;
+            let report = miliki_payments::verify::verify(&db).await?;
+            db.close().await;
+            match report.difference {
+                None => {
+                    println!(
+                        "ledger verified: {} transactions balance; {} contracts agree with their ledger",
+                        report.transactions, report.contracts
+                    );
+                    Ok(())
+                }
+                Some(diff) => {
+                    eprintln!("ledger difference: {diff}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Migrate { only } => {
             if let Some(name) = only.as_deref() {
@@ -220,6 +269,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Vehicles(args),
         } => bench::vehicles(settings, args).await,
+        Command::Bench {
+            command: BenchCommand::Payments(args),
+        } => bench_payments::payments(settings, args).await,
     }
 }
 
@@ -235,14 +287,24 @@ fn describe(e: &miliki_platform::ApiError) -> String {
     format!("{}: {}", p.title, parts.join("; "))
 }
 
-async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    only: Option<&str>,
+    demo: bool,
+    simulated_clock: bool,
+) -> anyhow::Result<()> {
     let role = Role::parse(only)?;
     let started = std::time::Instant::now();
     let addr = std::net::SocketAddr::new(settings.bind, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+    let clock: miliki_platform::clock::SharedClock = if simulated_clock {
+        Arc::new(miliki_platform::clock::ManualClock::new(chrono::Utc::now()))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let kernel = Kernel::new(settings, clock).await?;
     let runtime = Runtime::start(kernel, role.clone(), listener).await?;
     // Serving from here on; demo seeding below runs while requests are answered.
     let ready_in = started.elapsed();
@@ -262,6 +324,13 @@ async fn serve(settings: Settings, only: Option<&str>, demo: bool) -> anyhow::Re
                 .await
                 .map_err(|e| anyhow::anyhow!(describe(&e)))?;
             tracing::info!(added, "demo inventory ready");
+        }
+        if let Some(deps) = runtime.deps("payments") {
+            let state = miliki_payments::AppState::new(deps.clone())?;
+            let added = miliki_payments::demo::seed_demo(&state)
+                .await
+                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            tracing::info!(added, "demo financing products ready");
         }
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,

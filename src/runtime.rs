@@ -134,7 +134,10 @@ impl Kernel {
                 private_file(std::path::Path::new(path))?;
             }
         }
-        let db = Db::connect(&url).await.with_context(|| {
+        let options = miliki_platform::db::DbOptions {
+            durable_commits: service.durable_commits,
+        };
+        let db = Db::connect_with(&url, options).await.with_context(|| {
             format!(
                 "opening the {} database at {}",
                 service.name,

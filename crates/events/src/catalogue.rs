@@ -204,3 +204,150 @@ pub mod vehicles {
         reservation_id
     );
 }
+
+/// Events of the payments service.
+pub mod payments {
+    use super::*;
+
+    /// A contract was written (`pending_deposit`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractCreated {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub application_id: Option<Uuid>,
+        pub product_id: Uuid,
+        pub account_number: String,
+        pub currency: String,
+        pub total_payable_minor: i64,
+    }
+    event!(ContractCreated, "payments.contract.created.v1", contract_id);
+
+    /// The deposit and processing fee are paid: the schedule runs from today.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractActivated {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(
+        ContractActivated,
+        "payments.contract.activated.v1",
+        contract_id
+    );
+
+    /// Hardship pause: no late fees, collection or enforcement meanwhile.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractPaused {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub days: i64,
+        pub reason: String,
+    }
+    event!(ContractPaused, "payments.contract.paused.v1", contract_id);
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractResumed {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        /// How far the remaining due dates moved.
+        pub days_shifted: i64,
+    }
+    event!(ContractResumed, "payments.contract.resumed.v1", contract_id);
+
+    /// Everything is paid; the vehicle becomes the customer's.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractPaidOff {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(
+        ContractPaidOff,
+        "payments.contract.paid_off.v1",
+        contract_id
+    );
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractDefaulted {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub reason: String,
+    }
+    event!(
+        ContractDefaulted,
+        "payments.contract.defaulted.v1",
+        contract_id
+    );
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractWrittenOff {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub amount_minor: i64,
+        pub currency: String,
+        pub reason: String,
+    }
+    event!(
+        ContractWrittenOff,
+        "payments.contract.written_off.v1",
+        contract_id
+    );
+
+    /// The handover steps are done.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractOwnershipTransferred {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(
+        ContractOwnershipTransferred,
+        "payments.contract.ownership_transferred.v1",
+        contract_id
+    );
+
+    /// A contract's arrears bucket changed.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ArrearsChanged {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub days_past_due: i64,
+        pub bucket: String,
+        pub overdue_minor: i64,
+    }
+    event!(
+        ArrearsChanged,
+        "payments.contract.arrears_changed.v1",
+        contract_id
+    );
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PaymentReceived {
+        pub payment_id: Uuid,
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub amount_minor: i64,
+        pub currency: String,
+        pub method: String,
+        pub days_late: i64,
+    }
+    event!(PaymentReceived, "payments.payment.received.v1", payment_id);
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PaymentReversed {
+        pub payment_id: Uuid,
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub amount_minor: i64,
+        pub currency: String,
+        pub method: String,
+        pub days_late: i64,
+    }
+    event!(PaymentReversed, "payments.payment.reversed.v1", payment_id);
+}

@@ -48,6 +48,9 @@ pub struct ServiceDef {
     /// The first path segments under `/api/v1` it owns (`auth`, `users`, `kyc`).
     pub areas: &'static [&'static str],
     pub migrations: &'static MigrationSet,
+    /// Its database must not lose an acknowledged commit (it holds money):
+    /// see [`miliki_platform::db::DbOptions::durable_commits`].
+    pub durable_commits: bool,
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     pub build: fn(ServiceDeps) -> BoxFuture<'static, anyhow::Result<ServiceParts>>,
 }
@@ -55,16 +58,36 @@ pub struct ServiceDef {
 /// Which services consume which events, declared on the broker by every
 /// process so nothing published before a consumer's first start is lost.
 pub fn topology() -> Vec<(String, Vec<String>)> {
-    vec![(
-        "vehicles".to_owned(),
-        crate::standing::PATTERNS
-            .iter()
-            .copied()
-            // The payments service's contract activation converts reservations.
-            .chain(["payments.contract.activated.v1"])
-            // Its own events too: they invalidate its shared search cache.
-            .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
-            .map(str::to_owned)
-            .collect(),
-    )]
+    vec![
+        (
+            "vehicles".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                // The payments service's contract activation converts reservations;
+                // its payoff makes the vehicle the customer's.
+                .chain([
+                    "payments.contract.activated.v1",
+                    "payments.contract.paid_off.v1",
+                ])
+                // Its own events too: they invalidate its shared search cache.
+                .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
+                .map(str::to_owned)
+                .collect(),
+        ),
+        (
+            "payments".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                // Who onboarded each customer, vehicles' prices, accepted applications.
+                .chain([
+                    "users.user.registered.v1",
+                    "vehicles.vehicle.listed.v1",
+                    "credit.application.accepted.v1",
+                ])
+                .map(str::to_owned)
+                .collect(),
+        ),
+    ]
 }

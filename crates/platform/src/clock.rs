@@ -7,6 +7,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 /// A source of the current instant, in UTC.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// The clock as one that can be moved, when it is one (`serve
+    /// --simulated-clock`, tests); the wall clock is not.
+    fn manual(&self) -> Option<&ManualClock> {
+        None
+    }
 }
 
 /// The clock every service holds.
@@ -44,6 +50,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn manual(&self) -> Option<&ManualClock> {
+        Some(self)
     }
 }
 

@@ -35,9 +35,23 @@ pub struct Db {
 
 pub type Tx = Transaction<'static, Any>;
 
+/// How a service's database trades speed for durability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbOptions {
+    /// Every commit survives an OS crash or power cut: SQLite runs
+    /// `synchronous = FULL` (WAL's `NORMAL` can lose the last commits) and
+    /// PostgreSQL `synchronous_commit = on`. For services that hold money.
+    pub durable_commits: bool,
+}
+
 impl Db {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        Self::connect_with(url, DbOptions::default()).await
+    }
+
+    /// [`Db::connect`] with explicit options.
+    pub async fn connect_with(url: &str, opts: DbOptions) -> Result<Self, sqlx::Error> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
@@ -47,21 +61,26 @@ impl Db {
             } else {
                 format!("{url}?mode=rwc")
             };
+            let synchronous = if opts.durable_commits {
+                "FULL"
+            } else {
+                "NORMAL"
+            };
             let options = || {
                 AnyPoolOptions::new()
                     .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(|conn, _meta| {
+                    .after_connect(move |conn, _meta| {
                         Box::pin(async move {
                             // Reads map the file instead of copying pages through
                             // read(2), and sorts and groupings stay in memory: at
                             // 100k vehicles this halves search time.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                            let pragmas = format!(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
                                  PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824; \
-                                 PRAGMA cache_size = -32768;",
-                            )
-                            .await?;
+                                 PRAGMA cache_size = -32768;"
+                            );
+                            conn.execute(pragmas.as_str()).await?;
                             Ok(())
                         })
                     })
@@ -77,6 +96,16 @@ impl Db {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if opts.durable_commits {
+                            // The server default, pinned: a tuned-down server must not
+                            // acknowledge a payment it could still lose.
+                            conn.execute("SET synchronous_commit = on").await?;
+                        }
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await?;
             Ok(Self {
@@ -121,6 +150,17 @@ impl Db {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         }
+    }
+
+    /// The value of SQLite's `synchronous` pragma (0 off, 1 normal, 2 full), for checks.
+    pub async fn sqlite_synchronous(&self) -> Result<Option<i64>, sqlx::Error> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(Some(level))
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

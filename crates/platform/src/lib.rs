@@ -18,6 +18,7 @@ pub mod enums;
 pub mod etag;
 pub mod http;
 pub mod id;
+pub mod idempotency;
 pub mod money;
 pub mod optional_redis;
 pub mod pagination;

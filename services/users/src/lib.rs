@@ -24,6 +24,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     name: "users",
     areas: &["auth", "users", "kyc"],
     migrations: &MIGRATIONS,
+    durable_commits: false,
     openapi,
     build: |deps| build(deps).boxed(),
 };

@@ -8,6 +8,8 @@
 //! - `payments.contract.activated.v1` (the payments service's, once it
 //!   exists) converts the customer's reservation into a contract and assigns
 //!   the vehicle: see [`convert_reservation`] and [`ContractActivated`].
+//! - `payments.contract.paid_off.v1` makes the vehicle `owned` by the
+//!   customer: see [`mark_owned`].
 //! - The expiry job releases reservations whose hold has run out.
 
 use async_trait::async_trait;
@@ -31,6 +33,9 @@ pub const CONSUMER: &str = "vehicles";
 /// fields and the hook below needs no change.
 pub const CONTRACT_ACTIVATED: &str = "payments.contract.activated.v1";
 
+/// The payments service's event for a contract paid in full.
+pub const CONTRACT_PAID_OFF: &str = "payments.contract.paid_off.v1";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContractActivated {
     pub contract_id: Uuid,
@@ -42,6 +47,7 @@ pub struct ContractActivated {
 pub fn patterns(with_own_events: bool) -> Vec<String> {
     let mut p: Vec<String> = standing::PATTERNS.iter().map(|s| (*s).to_owned()).collect();
     p.push(CONTRACT_ACTIVATED.to_owned());
+    p.push(CONTRACT_PAID_OFF.to_owned());
     if with_own_events {
         p.push("vehicles.vehicle.#".into());
         p.push("vehicles.reservation.#".into());
@@ -69,6 +75,13 @@ impl EventHandler for Consumer {
                 .await
                 .map(|_| ())
                 .map_err(|e| anyhow::anyhow!("converting a reservation: {e}"));
+        }
+        if event.event_type == CONTRACT_PAID_OFF {
+            // Same payload fields as the activation.
+            let payload: ContractActivated = serde_json::from_value(event.data.clone())?;
+            return mark_owned(&self.state, event, &payload)
+                .await
+                .map_err(|e| anyhow::anyhow!("marking a vehicle owned: {e}"));
         }
         let deps = &self.state.deps;
         let mut tx = deps.db.begin().await?;
@@ -166,6 +179,50 @@ pub async fn convert_reservation(
     deps.events.commit(tx).await?;
     state.feed.nudge();
     Ok(Conversion::Converted)
+}
+
+/// The hook for a contract paid off: the vehicle under contract becomes the
+/// customer's (`owned`), claimed in the inbox in the same transaction.
+pub async fn mark_owned(
+    state: &AppState,
+    event: &Event,
+    c: &ContractActivated,
+) -> Result<(), ApiError> {
+    let deps = &state.deps;
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    if !inbox::claim(&mut tx, CONSUMER, event, now).await? {
+        return Ok(());
+    }
+    let reason = format!("contract {} paid off", c.contract_id);
+    let moved = store::set_status(
+        &mut tx,
+        c.vehicle_id,
+        Status::UnderContract,
+        Status::Owned,
+        Some(c.customer_id),
+        None,
+        &reason,
+        now,
+    )
+    .await?
+    .ok_or_else(|| ApiError::Conflict("the vehicle is not under contract".into()))?;
+    deps.events
+        .write(
+            &mut tx,
+            &VehicleStatusChanged {
+                vehicle_id: c.vehicle_id,
+                from: moved.from.as_str().into(),
+                to: moved.to.as_str().into(),
+                actor_id: None,
+                reason,
+                held_by: Some(c.customer_id),
+            },
+        )
+        .await?;
+    deps.events.commit(tx).await?;
+    state.feed.nudge();
+    Ok(())
 }
 
 /// Expires every reservation whose hold ended by the injected clock's now.

@@ -32,6 +32,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     name: "vehicles",
     areas: &["vehicles", "reservations"],
     migrations: &MIGRATIONS,
+    durable_commits: false,
     openapi,
     build: |deps| build(deps).boxed(),
 };

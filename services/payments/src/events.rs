@@ -1,0 +1,111 @@
+//! What the payments service does when something happens elsewhere.
+//!
+//! - `users.user.registered.v1` records who onboarded each customer (an
+//!   agent's book); `users.kyc.approved.v1`, `users.user.suspended.v1` and
+//!   `users.user.reinstated.v1` keep the [`standing`] projection.
+//! - `vehicles.vehicle.listed.v1` records a vehicle's type and price, for quotes.
+//! - `credit.application.accepted.v1` (the credit service's) writes the contract.
+
+use async_trait::async_trait;
+use miliki_events::catalogue::users::UserRegistered;
+use miliki_events::catalogue::vehicles::VehicleListed;
+use miliki_events::{inbox, standing, Event, EventHandler};
+use miliki_platform::money::Currency;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ops::{self, NewContract};
+use crate::state::AppState;
+use crate::store;
+
+/// The consumer name: one queue, one inbox namespace.
+pub const CONSUMER: &str = "payments";
+
+/// The credit service's event this service reacts to; the credit issue
+/// defines it with (at least) these fields.
+pub const APPLICATION_ACCEPTED: &str = "credit.application.accepted.v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplicationAccepted {
+    pub application_id: Uuid,
+    pub customer_id: Uuid,
+    pub vehicle_id: Uuid,
+    pub reservation_id: Option<Uuid>,
+    pub product_id: Uuid,
+    pub price_minor: i64,
+    pub currency: String,
+    pub deposit_minor: i64,
+    pub term_periods: i64,
+}
+
+/// Topic patterns this service consumes (kept equal to `miliki_events::service::topology`).
+pub fn patterns() -> Vec<String> {
+    standing::PATTERNS
+        .iter()
+        .copied()
+        .chain([
+            "users.user.registered.v1",
+            "vehicles.vehicle.listed.v1",
+            APPLICATION_ACCEPTED,
+        ])
+        .map(str::to_owned)
+        .collect()
+}
+
+pub struct Consumer {
+    pub state: AppState,
+}
+
+#[async_trait]
+impl EventHandler for Consumer {
+    async fn handle(&self, event: &Event) -> anyhow::Result<()> {
+        let deps = &self.state.deps;
+        let mut tx = deps.db.begin().await?;
+        if !inbox::claim(&mut tx, CONSUMER, event, deps.clock.now()).await? {
+            return Ok(());
+        }
+        if let Some(p) = event.payload::<UserRegistered>() {
+            let p = p?;
+            if p.role == "customer" {
+                store::upsert_customer(&mut tx, p.user_id, p.onboarded_by, event.time).await?;
+            }
+        } else if let Some(p) = event.payload::<VehicleListed>() {
+            let p = p?;
+            store::upsert_vehicle(
+                &mut tx,
+                p.vehicle_id,
+                &p.vehicle_type,
+                p.price_minor,
+                &p.currency,
+                event.time,
+            )
+            .await?;
+        } else if event.event_type == APPLICATION_ACCEPTED {
+            let a: ApplicationAccepted = serde_json::from_value(event.data.clone())?;
+            let currency: Currency = a.currency.parse()?;
+            let input = NewContract {
+                application_id: Some(a.application_id),
+                customer_id: a.customer_id,
+                vehicle_id: a.vehicle_id,
+                reservation_id: a.reservation_id,
+                product_id: a.product_id,
+                price_minor: a.price_minor,
+                currency,
+                deposit_minor: a.deposit_minor,
+                term_periods: a.term_periods,
+            };
+            ops::create_contract(&self.state, &mut tx, &input, None)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "writing the contract of application {}: {e}",
+                        a.application_id
+                    )
+                })?;
+        } else {
+            standing::apply(&mut tx, event).await?;
+        }
+        deps.events.commit(tx).await?;
+        Ok(())
+    }
+}
