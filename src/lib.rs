@@ -7,7 +7,11 @@ pub mod runtime;
 use miliki_events::service::ServiceDef;
 
 /// Every service this build contains, in start order.
-pub const SERVICES: &[ServiceDef] = &[miliki_users::SERVICE, miliki_vehicles::SERVICE];
+pub const SERVICES: &[ServiceDef] = &[
+    miliki_users::SERVICE,
+    miliki_vehicles::SERVICE,
+    miliki_telematics::SERVICE,
+];
 
 /// Finds a service by name.
 pub fn service(name: &str) -> Option<&'static ServiceDef> {

@@ -13,6 +13,7 @@ use miliki_platform::clock::SystemClock;
 use miliki_platform::config::Settings;
 
 mod bench;
+mod bench_telematics;
 mod import;
 
 #[derive(Parser)]
@@ -99,6 +100,8 @@ enum VehiclesCommand {
 enum BenchCommand {
     /// Load vehicles, then time searches and reads through the gateway.
     Vehicles(bench::VehiclesArgs),
+    /// Simulated Teltonika trackers over TCP: memory per connection, positions/s, ack latency.
+    Telematics(bench_telematics::TelematicsArgs),
 }
 
 #[derive(Subcommand)]
@@ -151,6 +154,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             if let Some(bind) = bind {
                 settings.bind = bind;
             }
+            if demo {
+                // The simulated fleet drives over the real tracker listeners.
+                settings
+                    .extra
+                    .insert("telematics_demo".into(), serde_json::Value::Bool(true));
+            }
             serve(settings, only.as_deref(), demo).await
         }
         Command::Migrate { only } => {
@@ -200,6 +209,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Vehicles(args),
         } => bench::vehicles(settings, args).await,
+        Command::Bench {
+            command: BenchCommand::Telematics(args),
+        } => bench_telematics::telematics(settings, args).await,
     }
 }
 
@@ -281,6 +293,20 @@ fn print_banner(runtime: &Runtime, role: &Role, demo: bool, took: std::time::Dur
         println!("  OpenAPI      {base}/api/openapi.json");
     }
     println!("  Health       {base}/health/ready");
+    if let Some(t) = runtime.deps("telematics") {
+        if let Ok(c) = miliki_telematics::Config::from_settings(&t.settings) {
+            let show = |l: miliki_telematics::Listen| match l {
+                miliki_telematics::Listen::On(a) => a.to_string(),
+                miliki_telematics::Listen::Off => "off".into(),
+            };
+            println!(
+                "  Trackers     Teltonika tcp {} · GT06 tcp {} · OsmAnd http {}",
+                show(c.teltonika),
+                show(c.gt06),
+                show(c.osmand)
+            );
+        }
+    }
     println!("  Metrics      {base}/metrics");
     if matches!(role, Role::Embedded) {
         println!(

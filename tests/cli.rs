@@ -25,6 +25,10 @@ fn miliki(data_dir: &std::path::Path) -> Command {
             cmd.env_remove(key);
         }
     }
+    // Tracker listeners on free ports: these tests run servers side by side.
+    for key in ["TELTONIKA", "GT06", "OSMAND"] {
+        cmd.env(format!("MILIKI_TELEMATICS_{key}_PORT"), "127.0.0.1:0");
+    }
     cmd
 }
 

@@ -188,3 +188,147 @@ pub mod vehicles {
         reservation_id
     );
 }
+
+/// Events of the payments service (issue 7's payloads) that other services consume.
+pub mod payments {
+    use super::*;
+
+    /// The deposit is paid: the customer now holds the vehicle.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractActivated {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(
+        ContractActivated,
+        "payments.contract.activated.v1",
+        contract_id
+    );
+
+    /// A contract moved between arrears buckets.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractArrearsChanged {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub days_past_due: i64,
+        pub bucket: String,
+        pub overdue_minor: i64,
+    }
+    event!(
+        ContractArrearsChanged,
+        "payments.contract.arrears_changed.v1",
+        contract_id
+    );
+
+    /// A contract paused for hardship: no enforcement while paused.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractPaused {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(ContractPaused, "payments.contract.paused.v1", contract_id);
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractResumed {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(ContractResumed, "payments.contract.resumed.v1", contract_id);
+
+    /// The last installment is paid.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractPaidOff {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(
+        ContractPaidOff,
+        "payments.contract.paid_off.v1",
+        contract_id
+    );
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractOwnershipTransferred {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+    }
+    event!(
+        ContractOwnershipTransferred,
+        "payments.contract.ownership_transferred.v1",
+        contract_id
+    );
+}
+
+/// Events of the telematics service.
+pub mod telematics {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    /// Something risky happened to a vehicle on the road.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct RiskDetected {
+        pub event_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub device_id: Uuid,
+        pub kind: String,
+        pub severity: String,
+        pub at: DateTime<Utc>,
+        pub lat: f64,
+        pub lon: f64,
+        pub details: serde_json::Value,
+    }
+    event!(RiskDetected, "telematics.risk.detected.v1", vehicle_id);
+
+    /// The arrears policy will immobilize a vehicle once `not_before` has
+    /// passed and it is parked: the warning notifications send.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ImmobilizationScheduled {
+        pub command_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub days_past_due: i64,
+        pub not_before: DateTime<Utc>,
+    }
+    event!(
+        ImmobilizationScheduled,
+        "telematics.immobilization.scheduled.v1",
+        vehicle_id
+    );
+
+    /// An immobilize or restore command changed status.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct CommandStatusChanged {
+        pub command_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub device_id: Uuid,
+        pub action: String,
+        pub status: String,
+        pub contract_id: Option<Uuid>,
+    }
+    event!(
+        CommandStatusChanged,
+        "telematics.command.status_changed.v1",
+        vehicle_id
+    );
+
+    /// A tracker was taken out of service (by staff, or because the contract ended).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct DeviceDecommissioned {
+        pub device_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub contract_id: Option<Uuid>,
+        pub reason: String,
+    }
+    event!(
+        DeviceDecommissioned,
+        "telematics.device.decommissioned.v1",
+        device_id
+    );
+}

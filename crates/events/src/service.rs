@@ -52,16 +52,38 @@ pub struct ServiceDef {
 /// Which services consume which events, declared on the broker by every
 /// process so nothing published before a consumer's first start is lost.
 pub fn topology() -> Vec<(String, Vec<String>)> {
-    vec![(
-        "vehicles".to_owned(),
-        crate::standing::PATTERNS
-            .iter()
-            .copied()
-            // The payments service's contract activation converts reservations.
-            .chain(["payments.contract.activated.v1"])
-            // Its own events too: they invalidate its shared search cache.
-            .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
-            .map(str::to_owned)
-            .collect(),
-    )]
+    vec![
+        (
+            "vehicles".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                // The payments service's contract activation converts reservations.
+                .chain(["payments.contract.activated.v1"])
+                // Its own events too: they invalidate its shared search cache.
+                .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
+                .map(str::to_owned)
+                .collect(),
+        ),
+        // Telematics: who holds which vehicle, and the arrears policy.
+        (
+            "telematics".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                .chain([
+                    "users.user.registered.v1",
+                    "vehicles.vehicle.listed.v1",
+                    "vehicles.vehicle.status_changed.v1",
+                    "payments.contract.activated.v1",
+                    "payments.contract.arrears_changed.v1",
+                    "payments.contract.paused.v1",
+                    "payments.contract.resumed.v1",
+                    "payments.contract.paid_off.v1",
+                    "payments.contract.ownership_transferred.v1",
+                ])
+                .map(str::to_owned)
+                .collect(),
+        ),
+    ]
 }
