@@ -369,3 +369,63 @@ async fn paused_contracts_are_exempt_and_paid_off_ones_lose_their_tracker() {
     .await;
     assert_eq!(t.ack(Duration::from_millis(500)).await, None);
 }
+
+#[tokio::test]
+async fn gt06_trackers_get_the_relay_command_and_answer_it() {
+    use miliki_telematics::protocol::gt06;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let l = listeners(&app, &admin).await;
+    let vehicle = Uuid::now_v7();
+    let d = register(&app, &admin, "gt06", vehicle).await;
+    let mut s = tokio::net::TcpStream::connect(l.gt06).await.unwrap();
+    s.write_all(&gt06::encode_login(&d.imei, 1)).await.unwrap();
+    let mut ack = [0u8; 10];
+    s.read_exact(&mut ack).await.unwrap();
+    let parked = miliki_telematics::domain::position::Position {
+        at: chrono::DateTime::from_timestamp(app.clock.now().timestamp(), 0).unwrap(),
+        lat: -1.2921,
+        lon: 36.8219,
+        speed_kmh: 0.0,
+        ..Default::default()
+    };
+    s.write_all(&gt06::encode_location(&parked, 2))
+        .await
+        .unwrap();
+    wait_latest(&app, &admin.token, vehicle, parked.at).await;
+    app.clock.advance(chrono::Duration::seconds(61));
+    let (status, c) = app
+        .post(
+            &format!("/api/v1/telematics/vehicles/{vehicle}/immobilization"),
+            Some(&admin.token),
+            json!({"action": "immobilize", "reason": "90 days past due, approved by the credit committee"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{c}");
+    // The command packet: 78 78 len 80 cmd-len flag(4) "Relay,1#" serial crc 0D 0A.
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("a command")
+        .unwrap();
+    let packet = &buf[..n];
+    assert_eq!(&packet[..2], &[0x78, 0x78]);
+    assert_eq!(packet[3], 0x80);
+    let text_len = packet[4] as usize - 4;
+    assert_eq!(&packet[9..9 + text_len], b"Relay,1#");
+    let flag = &packet[5..9];
+    // The tracker's reply (0x15) echoes the server flag.
+    let mut content = vec![(4 + 11) as u8];
+    content.extend_from_slice(flag);
+    content.extend_from_slice(b"Relay,1 OK!");
+    s.write_all(&gt06::encode(0x15, &content, 3)).await.unwrap();
+    let done = wait_status(
+        &app,
+        &admin.token,
+        c["id"].as_str().unwrap(),
+        "acknowledged",
+    )
+    .await;
+    assert_eq!(done["response"], "Relay,1 OK!");
+}
