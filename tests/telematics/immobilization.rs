@@ -429,3 +429,66 @@ async fn gt06_trackers_get_the_relay_command_and_answer_it() {
     .await;
     assert_eq!(done["response"], "Relay,1 OK!");
 }
+
+#[tokio::test]
+async fn admins_cancel_waiting_commands() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let customer = app.customer().await;
+    let vehicle = Uuid::now_v7();
+    register(&app, &admin, "teltonika", vehicle).await;
+    hold(&app, vehicle, &customer).await;
+    let (status, c) = app
+        .post(
+            &format!("/api/v1/telematics/vehicles/{vehicle}/immobilization"),
+            Some(&admin.token),
+            json!({"action": "immobilize", "reason": "test"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{c}");
+    let path = format!(
+        "/api/v1/telematics/commands/{}/cancel",
+        c["id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .post(&path, Some(&customer.token), json!({"reason": "no"}))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app.post(&path, Some(&admin.token), json!({})).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    );
+    assert_eq!(invalid_fields(&body), vec!["reason"]);
+    let (status, body) = app
+        .post(
+            &path,
+            Some(&admin.token),
+            json!({"reason": "paid at the branch"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    let (status, body) = app
+        .post(&path, Some(&admin.token), json!({"reason": "again"}))
+        .await;
+    assert_problem(status, &body, StatusCode::CONFLICT, "conflict");
+    // The holder sees the history; a stranger does not.
+    let stranger = app.customer().await;
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/telematics/commands/{}", c["id"].as_str().unwrap()),
+            Some(&stranger.token),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/telematics/commands/{}", c["id"].as_str().unwrap()),
+            Some(&customer.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

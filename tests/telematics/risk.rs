@@ -184,6 +184,35 @@ async fn geofence_exit_and_entry_with_confirmation() {
         )
         .await;
     assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = app
+        .get("/api/v1/telematics/geofences", Some(&customer.token))
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, spare) = app
+        .post("/api/v1/telematics/geofences", Some(&admin.token), json!({"name": "Depot", "shape": {"type": "polygon", "points": [[-1.30, 36.84], [-1.30, 36.86], [-1.32, 36.86]]}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{spare}");
+    let gone = format!(
+        "/api/v1/telematics/geofences/{}",
+        spare["id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .send(reqwest::Method::DELETE, &gone, Some(&customer.token), None)
+        .await;
+    assert_problem(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = app
+        .send(reqwest::Method::DELETE, &gone, Some(&admin.token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app
+        .send(reqwest::Method::DELETE, &gone, Some(&admin.token), None)
+        .await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
+    let (status, fences) = app
+        .get("/api/v1/telematics/geofences", Some(&admin.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fences.as_array().unwrap().len(), 1);
 
     let mut t = Tracker::online(l.teltonika, &d.imei).await;
     let t0 = app.clock.now() - chrono::Duration::minutes(30);
