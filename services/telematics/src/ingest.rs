@@ -313,6 +313,9 @@ impl Writer {
         let mut tx = deps.db.begin().await?;
         let stored = store::insert_positions(&mut tx, &rows, now).await?;
         let mut live = Vec::new();
+        let mut latest_rows = Vec::new();
+        // Building live messages costs; skip it when nobody watches.
+        let watched = self.state.hub.has_listeners();
         let config = self.state.config.clone();
         for (vehicle, mut list) in per_vehicle {
             let Some(ctx) = self.vehicles.get_mut(&vehicle) else {
@@ -365,11 +368,18 @@ impl Writer {
                 }
             }
             if let Some((device, p)) = newest {
-                store::upsert_latest(&mut tx, vehicle, device, p, ctx.parked_since, now).await?;
-                live.push((
-                    vehicle,
-                    serde_json::json!({"type": "position", "vehicle_id": vehicle, "device_id": device, "position": p}),
-                ));
+                latest_rows.push(store::LatestRow {
+                    vehicle_id: vehicle,
+                    device_id: device,
+                    p,
+                    parked_since: ctx.parked_since,
+                });
+                if watched {
+                    live.push((
+                        vehicle,
+                        serde_json::json!({"type": "position", "vehicle_id": vehicle, "device_id": device, "position": p}),
+                    ));
+                }
             }
             // Only what detection must remember across restarts is written, not every speed.
             if ctx.risk.active != before.active
@@ -380,11 +390,10 @@ impl Writer {
                 store::save_risk(&mut tx, vehicle, &ctx.risk).await?;
             }
         }
+        store::upsert_latest(&mut tx, &latest_rows, now).await?;
         devices.sort();
         devices.dedup();
-        for d in &devices {
-            store::touch_device(&mut tx, *d, now).await?;
-        }
+        store::touch_devices(&mut tx, &devices, now).await?;
         deps.events.commit(tx).await?;
 
         let total = rows.len() as u64;

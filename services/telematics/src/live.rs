@@ -37,6 +37,10 @@ impl Hub {
         });
     }
 
+    pub fn has_listeners(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<LiveItem> {
         self.tx.subscribe()
     }

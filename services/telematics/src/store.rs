@@ -265,13 +265,29 @@ pub struct PositionRow<'a> {
     pub p: &'a Position,
 }
 
+/// The rest of a position, as stored in `facts`.
+#[derive(serde::Serialize)]
+struct Facts<'a> {
+    movement: Option<bool>,
+    battery_pct: Option<f64>,
+    alarms: &'a crate::domain::position::Alarms,
+    coolant_temp_c: Option<f64>,
+    dtc_count: Option<i64>,
+    engine_rpm: Option<i64>,
+    io: &'a serde_json::Map<String, serde_json::Value>,
+}
+
 fn facts(p: &Position) -> String {
-    serde_json::json!({
-        "movement": p.movement, "battery_pct": p.battery_pct, "alarms": p.alarms,
-        "coolant_temp_c": p.coolant_temp_c, "dtc_count": p.dtc_count, "engine_rpm": p.engine_rpm,
-        "io": p.io,
+    serde_json::to_string(&Facts {
+        movement: p.movement,
+        battery_pct: p.battery_pct,
+        alarms: &p.alarms,
+        coolant_temp_c: p.coolant_temp_c,
+        dtc_count: p.dtc_count,
+        engine_rpm: p.engine_rpm,
+        io: &p.io,
     })
-    .to_string()
+    .unwrap_or_default()
 }
 
 const POSITION_COLUMNS: &str =
@@ -411,42 +427,79 @@ pub async fn latest<'e, E: Executor<'e, Database = Any>>(
     }))
 }
 
-/// Moves a vehicle's latest position forward; an older position changes nothing.
-pub async fn upsert_latest(
-    tx: &mut Tx,
-    vehicle: Uuid,
-    device: Uuid,
-    p: &Position,
-    parked_since: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO vehicle_latest (vehicle_id, device_id, at, position, parked_since, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (vehicle_id) DO UPDATE SET device_id = $2, at = $3, \
-         position = $4, parked_since = $5, received_at = $6 WHERE vehicle_latest.at < $3",
-    )
-    .bind(vehicle.to_string())
-    .bind(device.to_string())
-    .bind(to_micros(p.at))
-    .bind(serde_json::to_string(p).unwrap_or_default())
-    .bind(parked_since.map(to_micros))
-    .bind(to_micros(now))
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
+/// One vehicle's newest position of a batch.
+pub struct LatestRow<'a> {
+    pub vehicle_id: Uuid,
+    pub device_id: Uuid,
+    pub p: &'a Position,
+    pub parked_since: Option<DateTime<Utc>>,
 }
 
-pub async fn touch_device(
+/// Moves vehicles' latest positions forward, many per statement; an older
+/// position changes nothing.
+pub async fn upsert_latest(
     tx: &mut Tx,
-    device: Uuid,
+    rows: &[LatestRow<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE id = $1")
-        .bind(device.to_string())
-        .bind(to_micros(now))
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+    for chunk in rows.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO vehicle_latest (vehicle_id, device_id, at, position, parked_since, received_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (vehicle_id) DO UPDATE SET device_id = excluded.device_id, at = excluded.at, \
+             position = excluded.position, parked_since = excluded.parked_since, received_at = excluded.received_at \
+             WHERE vehicle_latest.at < excluded.at",
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.vehicle_id.to_string())
+                .bind(r.device_id.to_string())
+                .bind(to_micros(r.p.at))
+                .bind(serde_json::to_string(r.p).unwrap_or_default())
+                .bind(r.parked_since.map(to_micros))
+                .bind(to_micros(now));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Records that devices reported now, many per statement.
+pub async fn touch_devices(
+    tx: &mut Tx,
+    devices: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in devices.chunks(500) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE devices SET last_seen_at = $1 WHERE id IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(to_micros(now));
+        for d in chunk {
+            q = q.bind(d.to_string());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Deletes positions older than `before`, a batch at a time.
