@@ -431,13 +431,29 @@ pub async fn run_housekeeping(state: AppState, shutdown: CancellationToken) {
         }
         let prune_due =
             last_prune.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(3600));
-        if state.config.retention_days > 0 && prune_due {
+        if prune_due {
             last_prune = Some(std::time::Instant::now());
-            let before =
-                state.deps.clock.now() - chrono::Duration::days(state.config.retention_days);
-            match store::prune_positions(&state.deps.db, before).await {
+            let now = state.deps.clock.now();
+            let db = &state.deps.db;
+            let postgres = db.backend() == miliki_platform::db::Backend::Postgres;
+            if postgres {
+                crate::partitions::ensure_days(db, now).await;
+            }
+            if state.config.retention_days == 0 {
+                continue;
+            }
+            let before = now - chrono::Duration::days(state.config.retention_days);
+            let pruned = if postgres {
+                crate::partitions::drop_before(db, before).await
+            } else {
+                store::prune_positions(db, before).await
+            };
+            match pruned {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "old positions deleted"),
+                Ok(n) => tracing::info!(
+                    n,
+                    "old positions deleted (rows, or day partitions on PostgreSQL)"
+                ),
                 Err(e) => tracing::warn!(error = %e, "position retention failed"),
             }
         }

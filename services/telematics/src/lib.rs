@@ -26,6 +26,7 @@ pub mod events;
 pub mod ingest;
 pub mod listeners;
 pub mod live;
+pub mod partitions;
 pub mod protocol;
 pub mod sessions;
 pub mod state;
@@ -129,6 +130,7 @@ pub fn state(deps: ServiceDeps) -> anyhow::Result<(AppState, ingest::Queue)> {
 
 async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
     let (state, queue) = state(deps)?;
+    partitions::prepare(&state.deps.db, state.deps.clock.now()).await?;
     let config = state.config.clone();
     let teltonika = bind("Teltonika", config.teltonika).await?;
     let gt06 = bind("GT06", config.gt06).await?;
