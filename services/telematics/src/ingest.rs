@@ -310,8 +310,11 @@ impl Writer {
         }
 
         let deps = self.state.deps.clone();
+        let t_begin = Instant::now();
         let mut tx = deps.db.begin().await?;
-        let stored = store::insert_positions(&mut tx, &rows, now).await?;
+        let per_statement = store::rows_per_statement(&deps.db);
+        let stored = store::insert_positions(&mut tx, &rows, now, per_statement).await?;
+        let t_inserted = Instant::now();
         let mut live = Vec::new();
         let mut latest_rows = Vec::new();
         // Building live messages costs; skip it when nobody watches.
@@ -390,11 +393,20 @@ impl Writer {
                 store::save_risk(&mut tx, vehicle, &ctx.risk).await?;
             }
         }
-        store::upsert_latest(&mut tx, &latest_rows, now).await?;
+        store::upsert_latest(&mut tx, &latest_rows, now, per_statement).await?;
         devices.sort();
         devices.dedup();
-        store::touch_devices(&mut tx, &devices, now).await?;
+        store::touch_devices(&mut tx, &devices, now, per_statement).await?;
+        let t_rest = Instant::now();
         deps.events.commit(tx).await?;
+        tracing::debug!(
+            rows = rows.len(),
+            vehicles = devices.len(),
+            insert_ms = (t_inserted - t_begin).as_secs_f64() * 1000.0,
+            rest_ms = (t_rest - t_inserted).as_secs_f64() * 1000.0,
+            commit_ms = t_rest.elapsed().as_secs_f64() * 1000.0,
+            "batch stored"
+        );
 
         let total = rows.len() as u64;
         let s = &self.state.stats;

@@ -294,18 +294,28 @@ const POSITION_COLUMNS: &str =
     "device_id, at, vehicle_id, received_at, lat, lon, speed_kmh, heading, \
     altitude, satellites, ignition, odometer_m, ext_voltage_mv, battery_mv, facts";
 
-/// Stores positions with multi-row inserts; a (device, time) already stored
-/// is skipped. Returns how many rows were new.
+/// Rows per multi-row statement. SQLite (through sqlx) binds parameters in
+/// time that grows faster than their number (measured: 100 µs a row at 400
+/// rows a statement, 11 µs at 20), so it gets short statements; PostgreSQL long ones.
+pub fn rows_per_statement(db: &Db) -> usize {
+    match db.backend() {
+        miliki_platform::db::Backend::Sqlite => 20,
+        miliki_platform::db::Backend::Postgres => 400,
+    }
+}
+
+/// Stores positions with multi-row inserts of `per_statement` rows; a
+/// (device, time) already stored is skipped. Returns how many rows were new.
 pub async fn insert_positions(
     tx: &mut Tx,
     rows: &[PositionRow<'_>],
     now: DateTime<Utc>,
+    per_statement: usize,
 ) -> Result<u64, sqlx::Error> {
-    // 15 columns × 400 rows stays under every engine's bound-parameter limit.
-    const CHUNK: usize = 400;
     let received = to_micros(now);
     let mut inserted = 0;
-    for chunk in rows.chunks(CHUNK) {
+    // 15 columns × 400 rows stays under every engine's bound-parameter limit.
+    for chunk in rows.chunks(per_statement.clamp(1, 400)) {
         let mut sql = format!("INSERT INTO positions ({POSITION_COLUMNS}) VALUES ");
         for i in 0..chunk.len() {
             if i > 0 {
@@ -441,8 +451,9 @@ pub async fn upsert_latest(
     tx: &mut Tx,
     rows: &[LatestRow<'_>],
     now: DateTime<Utc>,
+    per_statement: usize,
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(500) {
+    for chunk in rows.chunks(per_statement.clamp(1, 500)) {
         let mut sql = String::from(
             "INSERT INTO vehicle_latest (vehicle_id, device_id, at, position, parked_since, received_at) VALUES ",
         );
@@ -486,8 +497,9 @@ pub async fn touch_devices(
     tx: &mut Tx,
     devices: &[Uuid],
     now: DateTime<Utc>,
+    per_statement: usize,
 ) -> Result<(), sqlx::Error> {
-    for chunk in devices.chunks(500) {
+    for chunk in devices.chunks((per_statement * 5).clamp(1, 500)) {
         let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "UPDATE devices SET last_seen_at = $1 WHERE id IN ({})",
