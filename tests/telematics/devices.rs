@@ -267,3 +267,25 @@ async fn rebinding_and_decommissioning() {
         .await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
 }
+
+#[tokio::test]
+async fn the_gateway_routes_both_areas_and_documents_them() {
+    let app = spawn().await;
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/devices",
+        "/api/v1/devices/{id}/decommission",
+        "/api/v1/telematics/vehicles/{id}/immobilization",
+        "/api/v1/telematics/events/{id}/acknowledge",
+        "/api/v1/telematics/live",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let (status, body) = app.get("/api/v1/telematics/nowhere", None).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
+}
