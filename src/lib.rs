@@ -11,6 +11,7 @@ pub const SERVICES: &[ServiceDef] = &[
     miliki_users::SERVICE,
     miliki_vehicles::SERVICE,
     miliki_payments::SERVICE,
+    miliki_telematics::SERVICE,
 ];
 
 /// Finds a service by name.

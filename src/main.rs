@@ -14,6 +14,7 @@ use miliki_platform::config::Settings;
 
 mod bench;
 mod bench_payments;
+mod bench_telematics;
 mod import;
 
 // Returns freed memory to the OS far better than glibc's allocator after
@@ -123,6 +124,8 @@ enum BenchCommand {
     Vehicles(bench::VehiclesArgs),
     /// Load active contracts, then time a due day's payments and the daily arrears job.
     Payments(bench_payments::PaymentsArgs),
+    /// Simulated Teltonika trackers over TCP: memory per connection, positions/s, ack latency.
+    Telematics(bench_telematics::TelematicsArgs),
 }
 
 #[derive(Subcommand)]
@@ -186,6 +189,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 settings
                     .extra
                     .insert("simulated_clock".into(), serde_json::Value::Bool(true));
+            }
+            if demo {
+                // The simulated fleet drives over the real tracker listeners.
+                settings
+                    .extra
+                    .insert("telematics_demo".into(), serde_json::Value::Bool(true));
             }
             serve(settings, only.as_deref(), demo, simulated_clock).await
         }
@@ -272,6 +281,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Payments(args),
         } => bench_payments::payments(settings, args).await,
+        Command::Bench {
+            command: BenchCommand::Telematics(args),
+        } => bench_telematics::telematics(settings, args).await,
     }
 }
 
@@ -372,6 +384,20 @@ fn print_banner(runtime: &Runtime, role: &Role, demo: bool, took: std::time::Dur
         println!("  OpenAPI      {base}/api/openapi.json");
     }
     println!("  Health       {base}/health/ready");
+    if let Some(t) = runtime.deps("telematics") {
+        if let Ok(c) = miliki_telematics::Config::from_settings(&t.settings) {
+            let show = |l: miliki_telematics::Listen| match l {
+                miliki_telematics::Listen::On(a) => a.to_string(),
+                miliki_telematics::Listen::Off => "off".into(),
+            };
+            println!(
+                "  Trackers     Teltonika tcp {} · GT06 tcp {} · OsmAnd http {}",
+                show(c.teltonika),
+                show(c.gt06),
+                show(c.osmand)
+            );
+        }
+    }
     println!("  Metrics      http://{}/metrics", runtime.ops_addr);
     if matches!(role, Role::Embedded) {
         println!(

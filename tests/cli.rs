@@ -25,6 +25,10 @@ fn miliki(data_dir: &std::path::Path) -> Command {
             cmd.env_remove(key);
         }
     }
+    // Tracker listeners on free ports: these tests run servers side by side.
+    for key in ["TELTONIKA", "GT06", "OSMAND"] {
+        cmd.env(format!("MILIKI_TELEMATICS_{key}_PORT"), "127.0.0.1:0");
+    }
     cmd
 }
 
@@ -379,4 +383,34 @@ async fn a_login_burst_is_shed_with_retry_after_and_logs_carry_no_colour() {
     assert!(responses
         .iter()
         .all(|r| { [401, 503].contains(&r.status().as_u16()) }));
+}
+
+#[tokio::test]
+async fn the_telematics_service_runs_alone_and_a_taken_tracker_port_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_proc, banner) = serve(dir.path(), port, &["--only", "telematics"]);
+    assert!(banner.contains("the telematics service"), "{banner}");
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // Its routes answer (a bearer token is needed).
+    let devices = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/devices"))
+        .await
+        .unwrap();
+    assert_eq!(devices.status(), 401);
+
+    // A tracker port another program holds: the service refuses to start, saying which.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let other = tempfile::tempdir().unwrap();
+    let out = miliki(other.path())
+        .args(["serve", "--only", "telematics", "--port", "0"])
+        .env("MILIKI_TELEMATICS_TELTONIKA_PORT", &addr)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Teltonika listener cannot bind"), "{err}");
 }

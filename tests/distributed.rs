@@ -227,7 +227,10 @@ async fn gateway_and_users_as_separate_processes() {
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(published, 3, "two registrations and one KYC submission");
+    assert_eq!(
+        published, 5,
+        "two registrations, their two credential announcements, one KYC submission"
+    );
 
     // With the users service down, its routes answer 503 problems and the gateway stays up.
     drop(users);

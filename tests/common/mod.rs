@@ -62,6 +62,13 @@ pub async fn test_settings(dir: &std::path::Path) -> Settings {
         event_max_attempts: 3,
         ..Settings::default()
     };
+    // Tracker listeners on free ports, so parallel tests never collide;
+    // telematics tests read the bound addresses from GET /api/v1/telematics/listeners.
+    for key in ["teltonika_port", "gt06_port", "osmand_port"] {
+        settings
+            .extra
+            .insert(format!("telematics_{key}"), "127.0.0.1:0".into());
+    }
     if let Some(server) = postgres_url() {
         for service in miliki::SERVICES {
             let url = fresh_postgres_database(&server).await;

@@ -351,3 +351,71 @@ pub mod payments {
     }
     event!(PaymentReversed, "payments.payment.reversed.v1", payment_id);
 }
+
+/// Events of the telematics service.
+pub mod telematics {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    /// Something risky happened to a vehicle on the road.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct RiskDetected {
+        pub event_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub device_id: Uuid,
+        pub kind: String,
+        pub severity: String,
+        pub at: DateTime<Utc>,
+        pub lat: f64,
+        pub lon: f64,
+        pub details: serde_json::Value,
+    }
+    event!(RiskDetected, "telematics.risk.detected.v1", vehicle_id);
+
+    /// The arrears policy will immobilize a vehicle once `not_before` has
+    /// passed and it is parked: the warning notifications send.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ImmobilizationScheduled {
+        pub command_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub days_past_due: i64,
+        pub not_before: DateTime<Utc>,
+    }
+    event!(
+        ImmobilizationScheduled,
+        "telematics.immobilization.scheduled.v1",
+        vehicle_id
+    );
+
+    /// An immobilize or restore command changed status.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct CommandStatusChanged {
+        pub command_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub device_id: Uuid,
+        pub action: String,
+        pub status: String,
+        pub contract_id: Option<Uuid>,
+    }
+    event!(
+        CommandStatusChanged,
+        "telematics.command.status_changed.v1",
+        vehicle_id
+    );
+
+    /// A tracker was taken out of service (by staff, or because the contract ended).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct DeviceDecommissioned {
+        pub device_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub contract_id: Option<Uuid>,
+        pub reason: String,
+    }
+    event!(
+        DeviceDecommissioned,
+        "telematics.device.decommissioned.v1",
+        device_id
+    );
+}

@@ -82,9 +82,27 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                 .copied()
                 // Who onboarded each customer, vehicles' prices, accepted applications.
                 .chain([
-                    "users.user.registered.v1",
                     "vehicles.vehicle.listed.v1",
                     "credit.application.accepted.v1",
+                ])
+                .map(str::to_owned)
+                .collect(),
+        ),
+        // Telematics: who holds which vehicle, and the arrears policy.
+        (
+            "telematics".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                .chain([
+                    "vehicles.vehicle.listed.v1",
+                    "vehicles.vehicle.status_changed.v1",
+                    "payments.contract.activated.v1",
+                    "payments.contract.arrears_changed.v1",
+                    "payments.contract.paused.v1",
+                    "payments.contract.resumed.v1",
+                    "payments.contract.paid_off.v1",
+                    "payments.contract.ownership_transferred.v1",
                 ])
                 .map(str::to_owned)
                 .collect(),

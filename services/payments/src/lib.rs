@@ -62,6 +62,11 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             name: "idempotency_keys",
             sql: miliki_platform::idempotency::SCHEMA,
         },
+        Migration {
+            version: 4,
+            name: "user_standing_onboarded_by",
+            sql: miliki_events::standing::SCHEMA_ONBOARDED_BY,
+        },
     ],
 };
 
