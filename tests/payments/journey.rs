@@ -248,7 +248,17 @@ async fn production_refuses_the_simulated_clock() {
     let mut settings = test_settings(dir.path()).await;
     settings.extra.insert("simulated_clock".into(), json!(true));
     settings.env = miliki_platform::config::Environment::Production;
-    // Production also demands configured secrets; give them so only the clock is at issue.
+    // Production also demands configured secrets and a database URL; give
+    // them so only the clock is at issue.
+    settings
+        .extra
+        .entry("payments_database_url".into())
+        .or_insert_with(|| {
+            json!(format!(
+                "sqlite://{}",
+                dir.path().join("payments.db").display()
+            ))
+        });
     settings.jwt_secret = Some("a".repeat(48));
     settings.encryption_keys = Some(format!("k1:{}", base64_key()));
     settings.encryption_active_key = Some("k1".into());
