@@ -66,6 +66,16 @@ enum Command {
         #[arg(long)]
         simulated_clock: bool,
     },
+    /// Serve the provider sandboxes alone (fake M-Pesa, MTN MoMo, SMS, push),
+    /// for distributed setups whose services point their provider URLs here.
+    Sandbox {
+        /// Port to listen on (default 8090).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// Address to listen on (MILIKI_BIND; default 127.0.0.1).
+        #[arg(long)]
+        bind: Option<IpAddr>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         /// Only this service's database.
@@ -219,6 +229,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Sandbox { port, bind } => {
+            if let Some(bind) = bind {
+                settings.bind = bind;
+            }
+            sandbox(settings, port).await
+        }
         Command::Migrate { only } => {
             if let Some(name) = only.as_deref() {
                 if miliki::service(name).is_none() {
@@ -297,6 +313,30 @@ fn describe(e: &miliki_platform::ApiError) -> String {
             .map(|f| format!("{} {}", f.field, f.message)),
     );
     format!("{}: {}", p.title, parts.join("; "))
+}
+
+/// `miliki sandbox`: every provider sandbox on one port, until Ctrl-C / SIGTERM.
+async fn sandbox(settings: Settings, port: u16) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((settings.bind, port))
+        .await
+        .with_context(|| format!("listening on {}:{port}", settings.bind))?;
+    let base_url = miliki::runtime::local_url(listener.local_addr()?);
+    let context = miliki_events::service::SandboxContext {
+        clock: Arc::new(SystemClock),
+        settings: Arc::new(settings),
+        base_url: base_url.clone(),
+    };
+    let app = miliki::runtime::sandboxes(&context).fallback(miliki_platform::http::not_found);
+    println!("Provider sandboxes on {base_url}/sandbox/ (Ctrl-C to stop)");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        miliki_platform::http::shutdown_signal().await;
+        stop.cancel();
+    });
+    let limits = miliki_platform::server::ServeLimits::from_settings(&context.settings);
+    miliki_platform::server::serve(listener, app, shutdown, limits).await?;
+    Ok(())
 }
 
 async fn serve(

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use axum::Router;
 use miliki_events::bus::{AmqpBus, Bus, MemoryBus, RetryPolicy, Subscription};
 use miliki_events::relay::Relay;
-use miliki_events::service::{ServiceDef, ServiceDeps};
+use miliki_events::service::{SandboxContext, ServiceDef, ServiceDeps};
 use miliki_events::EventWriter;
 use miliki_gateway::{Gateway, Route, Upstream};
 use miliki_platform::auth::Tokens;
@@ -171,6 +171,7 @@ impl Kernel {
             limiter: self.limiter.clone(),
             events: EventWriter::new(format!("/miliki/{}", service.name), self.clock.clone()),
             streams: self.streams.clone(),
+            base_url: local_url(SocketAddr::new(self.settings.bind, self.settings.port)),
         })
     }
 
@@ -190,6 +191,27 @@ impl Kernel {
             None => Arc::new(MemoryBus::new(retry)),
         }
     }
+}
+
+/// An address this process can be reached at from itself: a wildcard bind
+/// (`0.0.0.0`, `::`) is reached over loopback.
+pub fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Every provider sandbox of this build, merged: full paths under `/sandbox`.
+pub fn sandboxes(context: &SandboxContext) -> Router {
+    SERVICES
+        .iter()
+        .filter_map(|s| s.sandbox)
+        .fold(Router::new(), |router, sandbox| {
+            router.merge(sandbox(context))
+        })
 }
 
 /// Creates `path` readable by its owner only, or narrows an existing one.
@@ -305,6 +327,7 @@ impl Runtime {
         let shutdown = CancellationToken::new();
         let background = tokio_util::task::TaskTracker::new();
         let bus = kernel.bus();
+        let base_url = local_url(listener.local_addr()?);
         let timeout = Duration::from_secs(kernel.settings.request_timeout_secs);
         let mut readiness: Vec<Arc<dyn ReadinessCheck>> = Vec::new();
         let mut services = Vec::new();
@@ -322,25 +345,33 @@ impl Runtime {
             readiness.push(Arc::new(LimiterReady(kernel.limiter.clone())));
         }
         for service in wanted {
-            let upstream =
-                match Self::start_service(&kernel, service, &bus, &shutdown, &background).await {
-                    Ok((deps, router)) => {
-                        readiness.push(Arc::new(DbReady(service.name, deps.db.clone())));
-                        services.push((service.name, deps));
-                        Upstream::InProcess(router)
-                    }
-                    // Embedded: one broken service must not take the others down.
-                    Err(e) if role == Role::Embedded => {
-                        tracing::error!(
-                            service = service.name,
-                            error = format!("{e:#}"),
-                            "service failed to start; its routes will answer 503"
-                        );
-                        readiness.push(Arc::new(Failed(service.name, format!("{e:#}"))));
-                        Upstream::Unavailable(format!("{e:#}"))
-                    }
-                    Err(e) => return Err(e),
-                };
+            let upstream = match Self::start_service(
+                &kernel,
+                service,
+                &base_url,
+                &bus,
+                &shutdown,
+                &background,
+            )
+            .await
+            {
+                Ok((deps, router)) => {
+                    readiness.push(Arc::new(DbReady(service.name, deps.db.clone())));
+                    services.push((service.name, deps));
+                    Upstream::InProcess(router)
+                }
+                // Embedded: one broken service must not take the others down.
+                Err(e) if role == Role::Embedded => {
+                    tracing::error!(
+                        service = service.name,
+                        error = format!("{e:#}"),
+                        "service failed to start; its routes will answer 503"
+                    );
+                    readiness.push(Arc::new(Failed(service.name, format!("{e:#}"))));
+                    Upstream::Unavailable(format!("{e:#}"))
+                }
+                Err(e) => return Err(e),
+            };
             routes.push(Route {
                 service: service.name,
                 areas: service.areas,
@@ -385,14 +416,26 @@ impl Runtime {
                 }
                 .router()
             }
-            Role::Embedded => Gateway {
-                settings: kernel.settings.clone(),
-                tokens: kernel.tokens.clone(),
-                limiter: kernel.limiter.clone(),
-                routes,
-                readiness: readiness.clone(),
+            Role::Embedded => {
+                let gateway = Gateway {
+                    settings: kernel.settings.clone(),
+                    tokens: kernel.tokens.clone(),
+                    limiter: kernel.limiter.clone(),
+                    routes,
+                    readiness: readiness.clone(),
+                }
+                .router();
+                if kernel.settings.sandboxes_enabled() {
+                    let context = SandboxContext {
+                        clock: kernel.clock.clone(),
+                        settings: kernel.settings.clone(),
+                        base_url: base_url.clone(),
+                    };
+                    sandboxes(&context).merge(gateway)
+                } else {
+                    gateway
+                }
             }
-            .router(),
         };
 
         // Metrics (and health again, for probes) on the operations port only:
@@ -428,11 +471,13 @@ impl Runtime {
     async fn start_service(
         kernel: &Arc<Kernel>,
         service: &'static ServiceDef,
+        base_url: &str,
         bus: &Arc<dyn Bus>,
         shutdown: &CancellationToken,
         background: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<(ServiceDeps, Router)> {
-        let deps = kernel.deps(service).await?;
+        let mut deps = kernel.deps(service).await?;
+        deps.base_url = base_url.to_owned();
         if let Some(credentials) = deps.tokens.credentials() {
             let name = miliki_events::credentials::consumer_name(service.name);
             bus.subscribe(

@@ -28,6 +28,29 @@ pub struct ServiceDeps {
     pub events: EventWriter,
     /// This process's caps on long-lived streams (SSE, WebSockets).
     pub streams: Arc<StreamLimits>,
+    /// Where this process answers HTTP (`http://127.0.0.1:8080`). Embedded,
+    /// that is the gateway, so every service's areas are reachable here.
+    pub base_url: String,
+}
+
+impl ServiceDeps {
+    /// The base URL of another service's HTTP API: its configured
+    /// `MILIKI_<SERVICE>_URL` when it runs elsewhere, else this process.
+    pub fn service_url(&self, service: &str) -> String {
+        self.settings
+            .service_url(service)
+            .unwrap_or_else(|| self.base_url.clone())
+    }
+}
+
+/// What a provider sandbox is given: it lives outside any service's
+/// database, so `miliki sandbox` can serve it alone.
+#[derive(Clone)]
+pub struct SandboxContext {
+    pub clock: SharedClock,
+    pub settings: Arc<Settings>,
+    /// Where this process answers HTTP.
+    pub base_url: String,
 }
 
 /// A background job: runs until the token is cancelled.
@@ -52,6 +75,10 @@ pub struct ServiceDef {
     /// see [`miliki_platform::db::DbOptions::durable_commits`].
     pub durable_commits: bool,
     pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// In-process stand-ins for the outside providers this service talks to,
+    /// speaking their wire formats, with full paths under `/sandbox/<provider>`.
+    /// Mounted on the public port when [`Settings::sandboxes_enabled`].
+    pub sandbox: Option<fn(&SandboxContext) -> axum::Router>,
     pub build: fn(ServiceDeps) -> BoxFuture<'static, anyhow::Result<ServiceParts>>,
 }
 

@@ -97,6 +97,10 @@ pub struct Settings {
     /// How often a failed event delivery is retried before it is dead-lettered.
     pub event_max_attempts: u32,
     pub event_retry_base_ms: u64,
+    /// Serve the in-process provider sandboxes (fake M-Pesa, MTN MoMo, SMS,
+    /// push) under `/sandbox/...` on the public port. Unset: on, except in
+    /// production, where only an explicit `true` mounts them.
+    pub sandboxes: Option<bool>,
     /// Per-service keys (`<service>_database_url`, `<service>_url`).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -145,6 +149,7 @@ impl Default for Settings {
             max_upload_bytes: 5 * 1024 * 1024,
             event_max_attempts: 6,
             event_retry_base_ms: 500,
+            sandboxes: None,
             extra: BTreeMap::new(),
         }
     }
@@ -256,6 +261,11 @@ impl Settings {
 
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
+    }
+
+    /// Whether this process serves the provider sandboxes (see [`Settings::sandboxes`]).
+    pub fn sandboxes_enabled(&self) -> bool {
+        self.sandboxes.unwrap_or(!self.is_production())
     }
 
     /// The JWT secret and data keys. Configured values win; in development

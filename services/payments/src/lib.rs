@@ -41,6 +41,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     // It holds money: no acknowledged commit may be lost to a power cut.
     durable_commits: true,
     openapi,
+    sandbox: None,
     build: |deps| build(deps).boxed(),
 };
 

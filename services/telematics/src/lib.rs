@@ -43,6 +43,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     openapi,
     // Positions are not money: the brief asks FULL synchronous commits only of services that hold it.
     durable_commits: false,
+    sandbox: None,
     build: |deps| build(deps).boxed(),
 };
 

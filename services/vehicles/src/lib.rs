@@ -34,6 +34,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     migrations: &MIGRATIONS,
     durable_commits: false,
     openapi,
+    sandbox: None,
     build: |deps| build(deps).boxed(),
 };
 
