@@ -419,3 +419,91 @@ pub mod telematics {
         device_id
     );
 }
+
+/// Events of the credit service.
+pub mod credit {
+    use super::*;
+
+    /// An application was submitted (it is decided in the same step).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ApplicationSubmitted {
+        pub application_id: Uuid,
+        pub customer_id: Uuid,
+        pub submitted_by: Uuid,
+        pub vehicle_id: Uuid,
+        pub reservation_id: Uuid,
+        pub product_id: Uuid,
+    }
+    event!(
+        ApplicationSubmitted,
+        "credit.application.submitted.v1",
+        application_id
+    );
+
+    /// An application was decided: by the policy, or by a reviewer.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ApplicationDecided {
+        pub application_id: Uuid,
+        pub customer_id: Uuid,
+        /// `approved`, `conditionally_approved`, `manual_review` or `declined`.
+        pub status: String,
+        pub score: Option<i64>,
+        pub model_version: Option<String>,
+        /// The principal reasons, in plain words.
+        pub reasons: Vec<String>,
+        /// The reviewer, when a person decided.
+        pub decided_by: Option<Uuid>,
+    }
+    event!(
+        ApplicationDecided,
+        "credit.application.decided.v1",
+        application_id
+    );
+
+    /// The customer took the offer: the payments service writes the contract.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ApplicationAccepted {
+        pub application_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub reservation_id: Option<Uuid>,
+        pub product_id: Uuid,
+        pub price_minor: i64,
+        pub currency: String,
+        pub deposit_minor: i64,
+        pub term_periods: i64,
+    }
+    event!(
+        ApplicationAccepted,
+        "credit.application.accepted.v1",
+        application_id
+    );
+
+    /// An offer (or a pending review) ended with its reservation.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ApplicationLapsed {
+        pub application_id: Uuid,
+        pub customer_id: Uuid,
+        pub reservation_id: Uuid,
+        pub reason: String,
+    }
+    event!(
+        ApplicationLapsed,
+        "credit.application.lapsed.v1",
+        application_id
+    );
+
+    /// A customer's living score changed.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ScoreChanged {
+        pub customer_id: Uuid,
+        pub score: i64,
+        pub previous_score: Option<i64>,
+        pub band: String,
+        pub model_version: String,
+        /// `application`, `on_time_payment`, `late_payment`, `payment_reversed`,
+        /// `arrears_changed`, `risk_event`, `contract_completed`, `contract_defaulted`, …
+        pub cause: String,
+    }
+    event!(ScoreChanged, "credit.score.changed.v1", customer_id);
+}

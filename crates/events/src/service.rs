@@ -134,5 +134,34 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                 .map(str::to_owned)
                 .collect(),
         ),
+        // Credit: standing, prices and reservations for eligibility; contracts,
+        // payments and driving for the living score.
+        (
+            "credit".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                .chain([
+                    "vehicles.vehicle.listed.v1",
+                    "vehicles.reservation.created.v1",
+                    "vehicles.reservation.expired.v1",
+                    "vehicles.reservation.cancelled.v1",
+                    "vehicles.reservation.converted.v1",
+                    "payments.contract.created.v1",
+                    "payments.contract.activated.v1",
+                    "payments.contract.paused.v1",
+                    "payments.contract.resumed.v1",
+                    "payments.contract.arrears_changed.v1",
+                    "payments.contract.paid_off.v1",
+                    "payments.contract.ownership_transferred.v1",
+                    "payments.contract.defaulted.v1",
+                    "payments.contract.written_off.v1",
+                    "payments.payment.received.v1",
+                    "payments.payment.reversed.v1",
+                    "telematics.risk.detected.v1",
+                ])
+                .map(str::to_owned)
+                .collect(),
+        ),
     ]
 }

@@ -1,0 +1,1 @@
+//! `serve --demo`: customers whose histories land in each decision.
