@@ -183,7 +183,7 @@ pub fn compute(i: &Inputs) -> Features {
     }
     f.set(
         "contracts_completed",
-        Some(h.completed),
+        (h.contracts > 0).then_some(h.completed),
         Some(match h.completed {
             0 => "no contract completed yet".into(),
             1 => "1 contract completed".into(),

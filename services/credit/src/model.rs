@@ -250,8 +250,10 @@ impl Model {
             .features
             .iter()
             .zip(&points)
-            .filter(|(_, p)| p.max_points > p.points)
+            .filter(|(_, p)| p.value.is_some() && p.max_points > p.points)
             .collect();
+        // Reasons come from evidence: a feature with no value (no statement,
+        // no history yet) is not held against anyone as a reason.
         // The costliest first; ties keep the model's order.
         costly.sort_by_key(|(_, p)| std::cmp::Reverse(p.max_points - p.points));
         costly.truncate(4);
