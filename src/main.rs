@@ -384,6 +384,29 @@ async fn serve(
                 .map_err(|e| anyhow::anyhow!(describe(&e)))?;
             tracing::info!(added, "demo financing products ready");
         }
+        // Credit's demo customers go through the whole API (users, KYC,
+        // vehicles, payments' quotes), so only where every service is here;
+        // in the background, as it waits on events between the steps.
+        if matches!(role, Role::Embedded) && runtime.deps("credit").is_some() {
+            let base = miliki::runtime::local_url(runtime.addr);
+            let staff = |r: miliki_platform::auth::Role| {
+                miliki_users::admin::DEMO_ACCOUNTS
+                    .iter()
+                    .find(|a| a.role == r)
+                    .map(|a| (a.phone, a.password))
+            };
+            if let (Some(admin), Some(agent)) = (
+                staff(miliki_platform::auth::Role::Admin),
+                staff(miliki_platform::auth::Role::Agent),
+            ) {
+                tokio::spawn(async move {
+                    match miliki_credit::demo::seed_demo(&base, admin, agent).await {
+                        Ok(added) => tracing::info!(added, "demo credit customers ready"),
+                        Err(e) => tracing::warn!(error = %e, "demo credit customers"),
+                    }
+                });
+            }
+        }
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "demo data seeded"
