@@ -4,6 +4,8 @@
 //! customer, submit and approve KYC, reserve a motorcycle, apply with an
 //! M-Pesa statement. Seeding twice adds nothing (a customer who can already
 //! log in is left alone).
+// Amounts are written as shillings_cents (200_00 is KES 200.00).
+#![allow(clippy::inconsistent_digit_grouping)]
 
 use std::fmt::Write;
 use std::time::Duration;
