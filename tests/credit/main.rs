@@ -18,6 +18,7 @@ mod payment_support;
 
 mod applications;
 mod decisions;
+mod distributed;
 mod journey;
 mod scores;
 mod statements;
