@@ -262,3 +262,25 @@ async fn applications_are_seen_by_their_customer_agent_and_admins_only() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_credit_routes_and_keeps_payments_schemas() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/v1/applications",
+        "/api/v1/applications/{id}",
+        "/api/v1/applications/{id}/accept",
+        "/api/v1/applications/{id}/decision",
+        "/api/v1/credit/customers/{id}/score",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    let schemas = &doc["components"]["schemas"];
+    // Credit's own names do not shadow payments' or vehicles' schemas.
+    assert!(schemas["OfferQuote"].is_object());
+    assert!(schemas["Quote"]["properties"]["installments"]["type"] == "array");
+    assert!(schemas["OfferCondition"].is_object());
+    app.stop().await;
+}

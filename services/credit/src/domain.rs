@@ -106,6 +106,7 @@ miliki_platform::string_enum!(
 
 /// One way to meet a conditional offer; any one of the listed conditions will do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = OfferCondition)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub kind: ConditionKind,

@@ -13,6 +13,7 @@ use crate::state::AppState;
 
 /// The parts of a payments product the credit policy reads.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = CreditProductTerms)]
 pub struct ProductTerms {
     pub id: Uuid,
     pub name: String,
@@ -40,6 +41,7 @@ impl ProductTerms {
 
 /// A quote, as payments computed it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[schema(as = OfferQuote)]
 pub struct Quote {
     pub principal_minor: i64,
     pub deposit_minor: i64,

@@ -694,6 +694,7 @@ async fn accept_inner(
 
 /// A reviewer's decision on an application in manual review.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = ApplicationDecisionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     /// `approved`, `conditionally_approved` or `declined`.
