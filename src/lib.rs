@@ -12,6 +12,7 @@ pub const SERVICES: &[ServiceDef] = &[
     miliki_vehicles::SERVICE,
     miliki_payments::SERVICE,
     miliki_telematics::SERVICE,
+    miliki_support::SERVICE,
 ];
 
 /// Finds a service by name.
