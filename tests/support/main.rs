@@ -3,6 +3,9 @@
 //! PostgreSQL/RabbitMQ when the MILIKI_TEST_* variables are set), with a
 //! clock the tests move.
 
+// Amounts are written as shillings_cents (1_234_50 is KES 1,234.50).
+#![allow(clippy::inconsistent_digit_grouping)]
+
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -321,24 +321,39 @@ async fn open_crash_ticket(
     };
     let t = tickets::new_record(
         state,
-        customer,
-        None,
-        format!("Crash detected on vehicle {}", p.vehicle_id),
-        format!(
-            "The tracker reported a crash at {} (UTC), at {:.5}, {:.5} (severity {}). \
-             Call the customer and dispatch help if needed.",
-            p.at.format("%Y-%m-%d %H:%M:%S"),
-            p.lat,
-            p.lon,
-            p.severity
-        ),
-        Category::Accident,
-        Priority::Urgent,
-        contract,
-        Some(p.vehicle_id),
+        tickets::NewTicket {
+            customer,
+            created_by: None,
+            subject: format!("Crash detected on vehicle {}", p.vehicle_id),
+            body: format!(
+                "The tracker reported a crash at {} (UTC), at {:.5}, {:.5} (severity {}). \
+                 Call the customer and dispatch help if needed.",
+                p.at.format("%Y-%m-%d %H:%M:%S"),
+                p.lat,
+                p.lon,
+                p.severity
+            ),
+            category: Category::Accident,
+            priority: Priority::Urgent,
+            contract,
+            vehicle: Some(p.vehicle_id),
+        },
     );
     tickets::open(state, tx, &t, Some(event.id))
         .await
         .map_err(|e| anyhow::anyhow!("opening a crash ticket: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn patterns_match_the_declared_topology() {
+        let declared = miliki_events::service::topology()
+            .into_iter()
+            .find(|(name, _)| name == super::CONSUMER)
+            .map(|(_, p)| p)
+            .expect("support in the topology");
+        assert_eq!(declared, super::patterns());
+    }
 }

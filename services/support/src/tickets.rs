@@ -399,31 +399,33 @@ pub async fn open(
     Ok(true)
 }
 
+/// What a new ticket says.
+pub struct NewTicket {
+    pub customer: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub subject: String,
+    pub body: String,
+    pub category: Category,
+    pub priority: Priority,
+    pub contract: Option<Uuid>,
+    pub vehicle: Option<Uuid>,
+}
+
 /// A new ticket record, its targets from the configured service level.
-pub fn new_record(
-    state: &AppState,
-    customer: Option<Uuid>,
-    created_by: Option<Uuid>,
-    subject: String,
-    body: String,
-    category: Category,
-    priority: Priority,
-    contract: Option<Uuid>,
-    vehicle: Option<Uuid>,
-) -> TicketRecord {
+pub fn new_record(state: &AppState, n: NewTicket) -> TicketRecord {
     let now = state.deps.clock.now();
-    let level = state.config.level(priority);
+    let level = state.config.level(n.priority);
     TicketRecord {
         id: miliki_platform::id::new_id(),
-        customer_id: customer,
-        created_by,
-        subject,
-        body,
-        category,
-        priority,
+        customer_id: n.customer,
+        created_by: n.created_by,
+        subject: n.subject,
+        body: n.body,
+        category: n.category,
+        priority: n.priority,
         status: Status::Open,
-        contract_id: contract,
-        vehicle_id: vehicle,
+        contract_id: n.contract,
+        vehicle_id: n.vehicle,
         assignee_id: None,
         first_response_due: now + level.first_response,
         resolution_due: now + level.resolution,
@@ -570,14 +572,16 @@ pub async fn create(
     };
     let t = new_record(
         &state,
-        Some(customer),
-        Some(caller.id),
-        subject,
-        body,
-        category,
-        priority,
-        req.contract_id,
-        req.vehicle_id,
+        NewTicket {
+            customer: Some(customer),
+            created_by: Some(caller.id),
+            subject,
+            body,
+            category,
+            priority,
+            contract: req.contract_id,
+            vehicle: req.vehicle_id,
+        },
     );
     let mut tx = state.deps.db.begin().await?;
     open(&state, &mut tx, &t, None).await?;
