@@ -472,5 +472,9 @@ pub mod support {
         pub due: DateTime<Utc>,
         pub assignee_id: Option<Uuid>,
     }
-    event!(TicketSlaBreached, "support.ticket.sla_breached.v1", ticket_id);
+    event!(
+        TicketSlaBreached,
+        "support.ticket.sla_breached.v1",
+        ticket_id
+    );
 }
