@@ -13,6 +13,7 @@ pub const SERVICES: &[ServiceDef] = &[
     miliki_payments::SERVICE,
     miliki_telematics::SERVICE,
     miliki_credit::SERVICE,
+    miliki_support::SERVICE,
 ];
 
 /// Finds a service by name.

@@ -506,4 +506,62 @@ pub mod credit {
         pub cause: String,
     }
     event!(ScoreChanged, "credit.score.changed.v1", customer_id);
+
+/// Events of the support service.
+pub mod support {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    /// A ticket was opened (by a customer, staff, or an event such as a crash).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct TicketCreated {
+        pub ticket_id: Uuid,
+        pub customer_id: Option<Uuid>,
+        pub category: String,
+        pub priority: String,
+        pub first_response_due: DateTime<Utc>,
+        pub resolution_due: DateTime<Utc>,
+    }
+    event!(TicketCreated, "support.ticket.created.v1", ticket_id);
+
+    /// Staff answered a ticket where the customer sees it (internal notes publish nothing).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct TicketReplied {
+        pub ticket_id: Uuid,
+        pub comment_id: Uuid,
+        pub customer_id: Uuid,
+        pub subject: String,
+    }
+    event!(TicketReplied, "support.ticket.replied.v1", ticket_id);
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct TicketStatusChanged {
+        pub ticket_id: Uuid,
+        pub customer_id: Option<Uuid>,
+        pub from: String,
+        pub to: String,
+        pub actor_id: Option<Uuid>,
+        pub reason: String,
+    }
+    event!(
+        TicketStatusChanged,
+        "support.ticket.status_changed.v1",
+        ticket_id
+    );
+
+    /// A ticket passed a service-level target (`first_response` or `resolution`) unmet.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct TicketSlaBreached {
+        pub ticket_id: Uuid,
+        pub customer_id: Option<Uuid>,
+        pub priority: String,
+        pub target: String,
+        pub due: DateTime<Utc>,
+        pub assignee_id: Option<Uuid>,
+    }
+    event!(
+        TicketSlaBreached,
+        "support.ticket.sla_breached.v1",
+        ticket_id
+    );
 }

@@ -163,5 +163,31 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                 .map(str::to_owned)
                 .collect(),
         ),
+        // Support: crashes open tickets; the rest become notifications.
+        (
+            "support".to_owned(),
+            crate::standing::PATTERNS
+                .iter()
+                .copied()
+                .chain([
+                    "users.kyc.rejected.v1",
+                    "users.kyc.resubmission_requested.v1",
+                    "vehicles.reservation.created.v1",
+                    "vehicles.reservation.expired.v1",
+                    "vehicles.reservation.cancelled.v1",
+                    "vehicles.reservation.converted.v1",
+                    "credit.application.decided.v1",
+                    "payments.contract.activated.v1",
+                    "payments.contract.paid_off.v1",
+                    "payments.contract.ownership_transferred.v1",
+                    "payments.contract.arrears_changed.v1",
+                    "payments.payment.received.v1",
+                    "telematics.risk.detected.v1",
+                    "telematics.immobilization.scheduled.v1",
+                    "support.ticket.replied.v1",
+                ])
+                .map(str::to_owned)
+                .collect(),
+        ),
     ]
 }

@@ -1,0 +1,339 @@
+//! The notification catalogue: one template per kind of message, each with a
+//! title, a long body (email, in-app) and a short text (SMS, push), in English
+//! and Swahili. Rendering is strict: a variable a template names but the
+//! event did not supply is an error, which the tests below catch for every
+//! template in both languages.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::notify::Channel;
+
+/// What a message is about, for the customer's channel preferences.
+pub const CATEGORIES: &[&str] = &[
+    "account",
+    "reservations",
+    "credit",
+    "contracts",
+    "payments",
+    "security",
+    "support",
+];
+
+/// Languages every template is written in.
+pub const LANGUAGES: &[&str] = &["en", "sw"];
+
+/// One kind of message.
+#[derive(Debug, Clone, Copy)]
+pub struct Template {
+    pub name: &'static str,
+    pub category: &'static str,
+    /// `low`, `normal`, `high` or `critical` (critical ignores quiet hours and rate limits).
+    pub priority: &'static str,
+    /// Variables the templates use; the tests render with exactly these.
+    pub vars: &'static [&'static str],
+    /// `[language] = (title, body, short)`.
+    pub en: (&'static str, &'static str, &'static str),
+    pub sw: (&'static str, &'static str, &'static str),
+}
+
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        name: "kyc_approved",
+        category: "account",
+        priority: "normal",
+        vars: &[],
+        en: (
+            "Your identity is verified",
+            "Good news: your identity documents were approved. You can now reserve a vehicle.",
+            "Miliki: your ID is verified. You can now reserve a vehicle.",
+        ),
+        sw: (
+            "Utambulisho wako umethibitishwa",
+            "Habari njema: nyaraka zako za utambulisho zimeidhinishwa. Sasa unaweza kuhifadhi gari.",
+            "Miliki: kitambulisho chako kimethibitishwa. Sasa unaweza kuhifadhi gari.",
+        ),
+    },
+    Template {
+        name: "kyc_rejected",
+        category: "account",
+        priority: "normal",
+        vars: &["reason"],
+        en: (
+            "We could not verify your identity",
+            "Your identity documents were not approved: {{ reason }}. Please contact us or submit them again.",
+            "Miliki: your ID was not approved: {{ reason }}",
+        ),
+        sw: (
+            "Hatukuweza kuthibitisha utambulisho wako",
+            "Nyaraka zako za utambulisho hazikuidhinishwa: {{ reason }}. Tafadhali wasiliana nasi au uziwasilishe tena.",
+            "Miliki: kitambulisho chako hakikuidhinishwa: {{ reason }}",
+        ),
+    },
+    Template {
+        name: "kyc_resubmission",
+        category: "account",
+        priority: "normal",
+        vars: &["reason"],
+        en: (
+            "Please send your documents again",
+            "We need your identity documents again: {{ reason }}.",
+            "Miliki: please resubmit your ID: {{ reason }}",
+        ),
+        sw: (
+            "Tafadhali tuma nyaraka zako tena",
+            "Tunahitaji nyaraka zako za utambulisho tena: {{ reason }}.",
+            "Miliki: tafadhali tuma kitambulisho tena: {{ reason }}",
+        ),
+    },
+    Template {
+        name: "reservation_made",
+        category: "reservations",
+        priority: "normal",
+        vars: &["expires_at"],
+        en: (
+            "Vehicle reserved",
+            "Your vehicle is reserved for you until {{ expires_at }} (UTC). Complete your application before then.",
+            "Miliki: vehicle reserved until {{ expires_at }} UTC.",
+        ),
+        sw: (
+            "Gari limehifadhiwa",
+            "Gari lako limehifadhiwa hadi {{ expires_at }} (UTC). Kamilisha maombi yako kabla ya muda huo.",
+            "Miliki: gari limehifadhiwa hadi {{ expires_at }} UTC.",
+        ),
+    },
+    Template {
+        name: "reservation_expiring",
+        category: "reservations",
+        priority: "normal",
+        vars: &["expires_at"],
+        en: (
+            "Your reservation ends soon",
+            "Your reservation ends at {{ expires_at }} (UTC). Finish your application to keep the vehicle.",
+            "Miliki: your reservation ends at {{ expires_at }} UTC.",
+        ),
+        sw: (
+            "Uhifadhi wako unaisha hivi karibuni",
+            "Uhifadhi wako unaisha saa {{ expires_at }} (UTC). Kamilisha maombi yako ili kubaki na gari.",
+            "Miliki: uhifadhi wako unaisha {{ expires_at }} UTC.",
+        ),
+    },
+    Template {
+        name: "application_decided",
+        category: "credit",
+        priority: "normal",
+        vars: &["status"],
+        en: (
+            "Your application was decided",
+            "Your financing application is {{ status }}. Open the app to see the details and any offer waiting for you.",
+            "Miliki: your application is {{ status }}.",
+        ),
+        sw: (
+            "Maombi yako yameamuliwa",
+            "Maombi yako ya mkopo ni {{ status }}. Fungua programu kuona maelezo na ofa inayokusubiri.",
+            "Miliki: maombi yako ni {{ status }}.",
+        ),
+    },
+    Template {
+        name: "contract_active",
+        category: "contracts",
+        priority: "normal",
+        vars: &["contract_id"],
+        en: (
+            "Deposit received: your contract is active",
+            "We received your deposit and contract {{ contract_id }} is now active. Your repayment schedule starts today.",
+            "Miliki: deposit received, contract active. Ride safe!",
+        ),
+        sw: (
+            "Amana imepokelewa: mkataba wako unatumika",
+            "Tumepokea amana yako na mkataba {{ contract_id }} sasa unatumika. Ratiba yako ya malipo inaanza leo.",
+            "Miliki: amana imepokelewa, mkataba unatumika. Safari njema!",
+        ),
+    },
+    Template {
+        name: "payment_received",
+        category: "payments",
+        priority: "normal",
+        vars: &["amount", "method", "payment_id"],
+        en: (
+            "Payment received",
+            "Receipt {{ payment_id }}: we received {{ amount }} by {{ method }}. Thank you.",
+            "Miliki: received {{ amount }} by {{ method }}. Ref {{ payment_id }}.",
+        ),
+        sw: (
+            "Malipo yamepokelewa",
+            "Risiti {{ payment_id }}: tumepokea {{ amount }} kwa {{ method }}. Asante.",
+            "Miliki: tumepokea {{ amount }} kwa {{ method }}. Kumb {{ payment_id }}.",
+        ),
+    },
+    Template {
+        name: "arrears",
+        category: "payments",
+        priority: "high",
+        vars: &["days_past_due", "overdue"],
+        en: (
+            "Your payment is overdue",
+            "Your account is {{ days_past_due }} days past due with {{ overdue }} outstanding. Please pay to avoid fees.",
+            "Miliki: {{ overdue }} is {{ days_past_due }} days overdue. Please pay now.",
+        ),
+        sw: (
+            "Malipo yako yamechelewa",
+            "Akaunti yako imechelewa siku {{ days_past_due }} na deni la {{ overdue }}. Tafadhali lipa ili kuepuka ada.",
+            "Miliki: {{ overdue }} imechelewa siku {{ days_past_due }}. Tafadhali lipa sasa.",
+        ),
+    },
+    Template {
+        name: "immobilization_warning",
+        category: "security",
+        priority: "critical",
+        vars: &["days_past_due", "not_before"],
+        en: (
+            "Your vehicle will be immobilized",
+            "Your account is {{ days_past_due }} days past due. Unless you pay, your vehicle will be immobilized when parked after {{ not_before }} (UTC).",
+            "Miliki URGENT: pay now. Vehicle immobilized when parked after {{ not_before }} UTC.",
+        ),
+        sw: (
+            "Gari lako litazimwa",
+            "Akaunti yako imechelewa siku {{ days_past_due }}. Usipolipa, gari lako litazimwa likiwa limeegeshwa baada ya {{ not_before }} (UTC).",
+            "Miliki HARAKA: lipa sasa. Gari litazimwa likiegeshwa baada ya {{ not_before }} UTC.",
+        ),
+    },
+    Template {
+        name: "paid_off",
+        category: "contracts",
+        priority: "normal",
+        vars: &[],
+        en: (
+            "Paid in full: congratulations",
+            "You have paid your contract in full. We will now transfer ownership of the vehicle to you.",
+            "Miliki: paid in full! Ownership transfer is under way.",
+        ),
+        sw: (
+            "Umelipa kikamilifu: hongera",
+            "Umelipa mkataba wako kikamilifu. Sasa tutahamisha umiliki wa gari kwako.",
+            "Miliki: umelipa kikamilifu! Uhamisho wa umiliki unaendelea.",
+        ),
+    },
+    Template {
+        name: "ownership_transferred",
+        category: "contracts",
+        priority: "normal",
+        vars: &[],
+        en: (
+            "The vehicle is yours",
+            "Ownership of your vehicle has been transferred to you. Thank you for riding with Miliki.",
+            "Miliki: the vehicle is now yours. Thank you!",
+        ),
+        sw: (
+            "Gari ni lako",
+            "Umiliki wa gari lako umehamishiwa kwako. Asante kwa kusafiri na Miliki.",
+            "Miliki: gari sasa ni lako. Asante!",
+        ),
+    },
+    Template {
+        name: "ticket_reply",
+        category: "support",
+        priority: "normal",
+        vars: &["subject"],
+        en: (
+            "New reply on your ticket",
+            "Our team replied to your ticket \"{{ subject }}\". Open the app to read it.",
+            "Miliki: new reply on \"{{ subject }}\".",
+        ),
+        sw: (
+            "Jibu jipya kwenye tiketi yako",
+            "Timu yetu imejibu tiketi yako \"{{ subject }}\". Fungua programu kulisoma.",
+            "Miliki: jibu jipya kwenye \"{{ subject }}\".",
+        ),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|t| t.name == name)
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Renders `template` for `channel` in `language` (unknown languages fall back to English).
+pub fn render<V: Serialize>(
+    template: &Template,
+    language: &str,
+    channel: Channel,
+    vars: &V,
+) -> Result<Rendered, minijinja::Error> {
+    let (title, body, short) = if language == "sw" {
+        template.sw
+    } else {
+        template.en
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let text = match channel {
+        Channel::Sms | Channel::Push => short,
+        Channel::Email | Channel::InApp => body,
+    };
+    Ok(Rendered {
+        subject: env.render_str(title, vars)?,
+        body: env.render_str(text, vars)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn every_template_renders_on_every_channel_in_both_languages_with_its_declared_vars() {
+        for t in TEMPLATES {
+            assert!(CATEGORIES.contains(&t.category), "{}", t.name);
+            let vars: BTreeMap<&str, String> =
+                t.vars.iter().map(|v| (*v, format!("<{v}>"))).collect();
+            for lang in LANGUAGES {
+                for channel in Channel::ALL {
+                    let r = render(t, lang, *channel, &vars)
+                        .unwrap_or_else(|e| panic!("{} {lang} {channel}: {e}", t.name));
+                    assert!(!r.body.is_empty() && !r.subject.is_empty());
+                    if *channel == Channel::Sms {
+                        assert!(
+                            r.body.chars().count() <= 160,
+                            "{} {lang} SMS too long",
+                            t.name
+                        );
+                    }
+                }
+                // And every declared variable is used by some part.
+                for v in t.vars {
+                    let (title, body, short) = if *lang == "sw" { t.sw } else { t.en };
+                    assert!(
+                        [title, body, short].iter().any(|s| s.contains(v)),
+                        "{} {lang} does not use {v}",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_variable_fails_rather_than_rendering_blank() {
+        let t = find("kyc_rejected").expect("template");
+        let empty: BTreeMap<&str, String> = BTreeMap::new();
+        assert!(render(t, "en", Channel::Sms, &empty).is_err());
+        assert!(render(t, "sw", Channel::InApp, &empty).is_err());
+    }
+
+    #[test]
+    fn swahili_differs_from_english() {
+        let t = find("kyc_approved").expect("template");
+        let empty: BTreeMap<&str, String> = BTreeMap::new();
+        let en = render(t, "en", Channel::InApp, &empty).expect("en");
+        let sw = render(t, "sw", Channel::InApp, &empty).expect("sw");
+        assert_ne!(en, sw);
+    }
+}
