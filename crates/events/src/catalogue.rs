@@ -506,6 +506,7 @@ pub mod credit {
         pub cause: String,
     }
     event!(ScoreChanged, "credit.score.changed.v1", customer_id);
+}
 
 /// Events of the support service.
 pub mod support {
