@@ -17,6 +17,7 @@ use miliki_platform::clock::{Clock, ManualClock};
 use miliki_platform::config::Settings;
 use miliki_platform::money::Currency;
 use sqlx::Connection;
+use miliki_platform::id::new_id;
 
 #[derive(clap::Args)]
 pub struct PaymentsArgs {
@@ -125,7 +126,7 @@ pub async fn payments(_settings: Settings, args: PaymentsArgs) -> anyhow::Result
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let deposit = book.lines[0].total_due();
             installment = book.lines[1].total_due();
-            ops::take_payment(&state, &mut tx, c.id, deposit, "cash", admin)
+            ops::take_payment(&state, &mut tx, c.id, new_id(), deposit, "cash", admin)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             ids.push(c.id);
@@ -162,7 +163,7 @@ pub async fn payments(_settings: Settings, args: PaymentsArgs) -> anyhow::Result
     let started = Instant::now();
     for id in &payers[..half] {
         let mut tx = deps.db.begin().await?;
-        ops::take_payment(&state, &mut tx, *id, installment, "cash", admin)
+        ops::take_payment(&state, &mut tx, *id, new_id(), installment, "cash", admin)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         deps.events.commit(tx).await?;
@@ -178,7 +179,7 @@ pub async fn payments(_settings: Settings, args: PaymentsArgs) -> anyhow::Result
     for chunk in payers[half..].chunks(args.batch.max(1)) {
         let mut tx = deps.db.begin().await?;
         for id in chunk {
-            ops::take_payment(&state, &mut tx, *id, installment, "cash", admin)
+            ops::take_payment(&state, &mut tx, *id, new_id(), installment, "cash", admin)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }

@@ -355,8 +355,9 @@ impl Runtime {
             )
             .await
             {
-                Ok((deps, router)) => {
+                Ok((deps, router, checks)) => {
                     readiness.push(Arc::new(DbReady(service.name, deps.db.clone())));
+                    readiness.extend(checks);
                     services.push((service.name, deps));
                     Upstream::InProcess(router)
                 }
@@ -475,7 +476,7 @@ impl Runtime {
         bus: &Arc<dyn Bus>,
         shutdown: &CancellationToken,
         background: &tokio_util::task::TaskTracker,
-    ) -> anyhow::Result<(ServiceDeps, Router)> {
+    ) -> anyhow::Result<(ServiceDeps, Router, Vec<Arc<dyn ReadinessCheck>>)> {
         let mut deps = kernel.deps(service).await?;
         deps.base_url = base_url.to_owned();
         if let Some(credentials) = deps.tokens.credentials() {
@@ -519,7 +520,7 @@ impl Runtime {
             &deps.events,
         );
         background.spawn(relay.run(shutdown.clone()));
-        Ok((deps, parts.router))
+        Ok((deps, parts.router, parts.readiness))
     }
 
     /// The dependencies of a service running here.

@@ -29,7 +29,7 @@ async fn the_deposit_activates_and_payments_are_allocated_oldest_first() {
     let (status, r) = pay(&app, &agent.token, id, 10_000_00).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
     assert_eq!(r["contract"]["status"], "pending_deposit");
-    assert_eq!(r["payment"]["status"], "received");
+    assert_eq!(r["payment"]["status"], "succeeded");
     // Fees come first in the allocation order, then the deposit.
     assert_eq!(r["contract"]["schedule"][0]["paid"]["fees_minor"], 2_640_00);
     assert_eq!(

@@ -17,6 +17,7 @@ mod contracts;
 mod distributed;
 mod journey;
 mod ledger;
+mod mobile;
 mod products;
 mod quotes;
 mod reports;

@@ -350,6 +350,24 @@ pub mod payments {
         pub days_late: i64,
     }
     event!(PaymentReversed, "payments.payment.reversed.v1", payment_id);
+
+    /// A day of automatic collection ended without the money: every prompt
+    /// the day allowed failed, or the last failure waits for tomorrow.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct CollectionFailed {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        /// The operator's calendar date, `YYYY-MM-DD`.
+        pub day: String,
+        pub amount_minor: i64,
+        pub currency: String,
+        /// `mpesa` or `mtn_momo`.
+        pub rail: String,
+        /// The rail's result code of the last attempt.
+        pub reason_code: String,
+        pub prompts: i64,
+    }
+    event!(CollectionFailed, "payments.collection.failed.v1", contract_id);
 }
 
 /// Events of the telematics service.

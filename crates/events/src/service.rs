@@ -63,6 +63,9 @@ pub struct ServiceParts {
     /// Topic patterns it consumes and the handler for them.
     pub subscriptions: Vec<(Vec<String>, Arc<dyn EventHandler>)>,
     pub jobs: Vec<Job>,
+    /// What `/health/ready` should also ask about, beyond the database and
+    /// the bus (a provider the service depends on, say).
+    pub readiness: Vec<Arc<dyn miliki_platform::http::ReadinessCheck>>,
 }
 
 /// A service as the binary and the gateway know it.

@@ -16,10 +16,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub mod api;
+pub mod collect;
 pub mod demo;
 pub mod domain;
 pub mod events;
+pub mod money;
 pub mod ops;
+pub mod rails;
 pub mod state;
 pub mod store;
 pub mod verify;
@@ -36,12 +39,13 @@ pub const SERVICE: ServiceDef = ServiceDef {
         "payments",
         "reports",
         "simulation",
+        "callbacks",
     ],
     migrations: &MIGRATIONS,
     // It holds money: no acknowledged commit may be lost to a power cut.
     durable_commits: true,
     openapi,
-    sandbox: None,
+    sandbox: Some(sandbox),
     build: |deps| build(deps).boxed(),
 };
 
@@ -68,6 +72,11 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             name: "user_standing_onboarded_by",
             sql: miliki_events::standing::SCHEMA_ONBOARDED_BY,
         },
+        Migration {
+            version: 5,
+            name: "mobile_money",
+            sql: include_str!("../migrations/0005_mobile_money.sql"),
+        },
     ],
 };
 
@@ -79,6 +88,7 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
         (name = "contracts", description = "Contracts, schedules, balances, statements and their lifecycle"),
         (name = "payments", description = "Payments into the ledger, and their reversal"),
         (name = "reports", description = "Portfolio at risk and collections"),
+        (name = "callbacks", description = "What M-Pesa and MTN MoMo call; each only makes the service ask the rail"),
     ),
     components(schemas(miliki_platform::problem::Problem))
 )]
@@ -102,9 +112,34 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::ownership::get, api::ownership::record))
         .routes(routes!(api::payments::create))
         .routes(routes!(api::payments::get))
+        .routes(routes!(api::payments::suspense))
+        .routes(routes!(api::payments::assign))
         .routes(routes!(api::payments::reverse))
+        .routes(routes!(api::collection::get, api::collection::put))
+        .routes(routes!(api::collection::attempts))
+        .routes(routes!(api::collection::reviews))
+        .routes(routes!(api::callbacks::mpesa_stk))
+        .routes(routes!(api::callbacks::c2b_validation))
+        .routes(routes!(api::callbacks::c2b_confirmation))
+        .routes(routes!(api::callbacks::status_result))
+        .routes(routes!(api::callbacks::status_timeout))
+        .routes(routes!(api::callbacks::momo))
         .routes(routes!(api::reports::portfolio))
         .routes(routes!(api::reports::collections))
+}
+
+/// The M-Pesa and MoMo sandboxes, answering like the providers.
+fn sandbox(ctx: &miliki_events::service::SandboxContext) -> axum::Router {
+    let answer_ms = ctx
+        .settings
+        .extra
+        .get("sandbox_answer_ms")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .unwrap_or(100);
+    miliki_mobile_money::sandbox::router(miliki_mobile_money::sandbox::SandboxOptions {
+        clock: ctx.clock.clone(),
+        answer_after: std::time::Duration::from_millis(answer_ms),
+    })
 }
 
 /// The routes that exist only with `serve --simulated-clock`.
@@ -144,16 +179,28 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
         routes = routes.merge(simulation_routes());
     }
     let (router, _) = routes.split_for_parts();
+    // MoMo calls back with PUT (documented above); some deployments POST.
+    let router = router.route(
+        "/api/v1/callbacks/momo/{secret}",
+        axum::routing::post(api::callbacks::momo),
+    );
     let consumer: Arc<dyn EventHandler> = Arc::new(events::Consumer {
         state: state.clone(),
     });
     let daily = state.clone();
-    let jobs: Vec<Job> = vec![Box::new(move |shutdown| {
-        ops::run_daily(daily, shutdown).boxed()
-    })];
+    let collector = state.clone();
+    let jobs: Vec<Job> = vec![
+        Box::new(move |shutdown| ops::run_daily(daily, shutdown).boxed()),
+        Box::new(move |shutdown| collect::run(collector, shutdown).boxed()),
+    ];
+    let readiness: Vec<Arc<dyn miliki_platform::http::ReadinessCheck>> = vec![
+        Arc::new(rails::RailReady(state.rails.clone(), rails::Rail::Mpesa)),
+        Arc::new(rails::RailReady(state.rails.clone(), rails::Rail::MtnMomo)),
+    ];
     Ok(ServiceParts {
         subscriptions: vec![(events::patterns(), consumer)],
         router: router.with_state(state),
         jobs,
+        readiness,
     })
 }

@@ -422,11 +422,15 @@ pub async fn load_locked(
     Ok((c, book))
 }
 
-/// Takes a payment of `amount` by `method` and applies it.
+/// Takes a payment of `amount` by `method` and applies it. `payment_id` is
+/// fresh for cash; for mobile money it is the money request's (or paybill
+/// payment's) id, so the same money can never be credited twice.
+#[allow(clippy::too_many_arguments)]
 pub async fn take_payment(
     state: &AppState,
     tx: &mut Tx,
     contract_id: Uuid,
+    payment_id: Uuid,
     amount_minor: i64,
     method: &str,
     by: Uuid,
@@ -443,7 +447,7 @@ pub async fn take_payment(
     }
     let days_late = c.days_past_due;
     let payment = PaymentRecord {
-        id: miliki_platform::id::new_id(),
+        id: payment_id,
         contract_id: c.id,
         customer_id: c.customer_id,
         amount_minor,

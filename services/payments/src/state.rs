@@ -14,6 +14,8 @@ use miliki_platform::config::Settings;
 use miliki_platform::ApiError;
 use uuid::Uuid;
 
+use crate::rails::Rails;
+
 /// The service's own settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,6 +29,13 @@ pub struct Config {
     pub arrears_poll: Duration,
     /// Contracts aged per transaction.
     pub arrears_batch: usize,
+    /// How often the collector looks for due attempts and checks (real
+    /// time; what is due comes from the injected clock).
+    pub collect_poll: Duration,
+    /// Prompts and checks the collector has out at once.
+    pub collect_concurrency: usize,
+    /// How long the sandboxes' simulated payers take to answer.
+    pub sandbox_answer_after: Duration,
 }
 
 fn extra_str(settings: &Settings, key: &str) -> Option<String> {
@@ -73,11 +82,19 @@ impl Config {
             .and_then(|s| s.parse::<usize>().ok())
             .unwrap_or(500)
             .clamp(1, 10_000);
+        let number = |key: &str, default: u64| {
+            extra_str(settings, key)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(default)
+        };
         Ok(Self {
             time_zone,
             bucket_bounds,
             arrears_poll: Duration::from_millis(poll),
             arrears_batch: batch,
+            collect_poll: Duration::from_millis(number("payments_collect_poll_ms", 1000).max(10)),
+            collect_concurrency: number("payments_collect_concurrency", 64).clamp(1, 1024) as usize,
+            sandbox_answer_after: Duration::from_millis(number("sandbox_answer_ms", 100)),
         })
     }
 
@@ -113,12 +130,14 @@ impl Config {
 pub struct AppState {
     pub deps: ServiceDeps,
     pub config: Arc<Config>,
+    pub rails: Arc<Rails>,
 }
 
 impl AppState {
     pub fn new(deps: ServiceDeps) -> anyhow::Result<Self> {
         Ok(Self {
             config: Arc::new(Config::from_settings(&deps.settings)?),
+            rails: Arc::new(Rails::from_deps(&deps)?),
             deps,
         })
     }

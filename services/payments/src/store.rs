@@ -355,6 +355,25 @@ pub async fn find_contract_by_application(
         .transpose()
 }
 
+/// The contract with an account number, as a payer typed it (case-blind,
+/// spaces ignored).
+pub async fn find_contract_by_account(
+    conn: &mut AnyConnection,
+    account: &str,
+) -> Result<Option<ContractRecord>, sqlx::Error> {
+    let account: String = account
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    sqlx::query("SELECT * FROM contracts WHERE account_number = $1")
+        .bind(account)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| contract_from(&r))
+        .transpose()
+}
+
 /// A contract of `customer` on `vehicle` that is not yet over, if any.
 pub async fn live_contract_for_vehicle(
     conn: &mut AnyConnection,

@@ -118,5 +118,6 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
         subscriptions: vec![(events::patterns(), consumer)],
         router: router.with_state(state),
         jobs,
+        readiness: Vec::new(),
     })
 }

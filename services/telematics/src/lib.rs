@@ -215,5 +215,6 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
         subscriptions: vec![(events::patterns(), consumer)],
         router: router.with_state(state),
         jobs,
+        readiness: Vec::new(),
     })
 }

@@ -98,5 +98,6 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
         router: router.with_state(AppState::new(deps)),
         subscriptions: Vec::new(),
         jobs: Vec::new(),
+        readiness: Vec::new(),
     })
 }

@@ -139,5 +139,6 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
         subscriptions: vec![(events::patterns(state.cache.is_some()), consumer)],
         router: router.with_state(state),
         jobs,
+        readiness: Vec::new(),
     })
 }

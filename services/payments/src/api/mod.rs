@@ -1,5 +1,7 @@
 //! HTTP handlers, one module per area, and the views and access rules they share.
 
+pub mod callbacks;
+pub mod collection;
 pub mod contracts;
 pub mod ownership;
 pub mod payments;
@@ -20,6 +22,7 @@ use crate::domain::book::{Book, Line};
 use crate::domain::contract::ContractStatus;
 use crate::domain::product::{Component, ProductTerms};
 use crate::state::{AppState, Caller};
+use crate::money::{MoneyRequest, PaybillPayment, RequestStatus};
 use crate::store::{self, ContractRecord, PaymentRecord, ProductRecord};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -252,37 +255,113 @@ impl ContractDetail {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentView {
     pub id: Uuid,
-    pub contract_id: Uuid,
-    pub customer_id: Uuid,
+    /// Absent for paybill money no contract has claimed (suspense).
+    pub contract_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
     pub amount_minor: i64,
     pub currency: Currency,
+    /// `cash`, `mpesa`, `mtn_momo` or `mpesa_paybill`.
     pub method: String,
-    /// `received` or `reversed`.
+    /// `pending` (a prompt is out), `succeeded` (in the ledger), `failed`,
+    /// `reversed`; paybill money not on a contract: `confirming`, `suspense`, `rejected`.
     pub status: String,
     /// Days past due of the contract when the payment came in.
     pub days_late: i64,
-    pub received_by: Uuid,
+    /// Who took or asked for it; absent when the scheduler or the paybill did.
+    pub received_by: Option<Uuid>,
     pub received_at: DateTime<Utc>,
     pub reversed_at: Option<DateTime<Utc>>,
     pub reversal_reason: Option<String>,
+    /// The rail's result code and text (mobile money), e.g. `1032` "Request cancelled by user".
+    pub rail_code: Option<String>,
+    pub rail_message: Option<String>,
+    /// The rail's receipt (MpesaReceiptNumber, TransID, MoMo financialTransactionId).
+    pub receipt: Option<String>,
 }
 
 impl From<&PaymentRecord> for PaymentView {
     fn from(p: &PaymentRecord) -> Self {
         Self {
             id: p.id,
-            contract_id: p.contract_id,
-            customer_id: p.customer_id,
+            contract_id: Some(p.contract_id),
+            customer_id: Some(p.customer_id),
             amount_minor: p.amount_minor,
             currency: p.currency,
             method: p.method.clone(),
-            status: p.status.clone(),
+            status: match p.status.as_str() {
+                "received" => "succeeded".into(),
+                other => other.to_owned(),
+            },
             days_late: p.days_late,
-            received_by: p.received_by,
+            received_by: (p.received_by != crate::collect::SYSTEM).then_some(p.received_by),
             received_at: p.received_at,
             reversed_at: p.reversed_at,
             reversal_reason: p.reversal_reason.clone(),
+            rail_code: None,
+            rail_message: None,
+            receipt: None,
         }
+    }
+}
+
+impl PaymentView {
+    /// A money request not (yet) in the ledger, or the ledger payment it became.
+    pub fn of_request(r: &MoneyRequest, ledger: Option<&PaymentRecord>) -> Self {
+        let mut view = match ledger {
+            Some(p) => Self::from(p),
+            None => Self {
+                id: r.id,
+                contract_id: Some(r.contract_id),
+                customer_id: Some(r.customer_id),
+                amount_minor: r.amount_minor,
+                currency: r.currency,
+                method: r.rail.as_str().to_owned(),
+                status: match r.status {
+                    RequestStatus::Succeeded => "succeeded",
+                    RequestStatus::Failed => "failed",
+                    _ => "pending",
+                }
+                .into(),
+                days_late: 0,
+                received_by: r.requested_by,
+                received_at: r.created_at,
+                reversed_at: None,
+                reversal_reason: None,
+                rail_code: None,
+                rail_message: None,
+                receipt: None,
+            },
+        };
+        view.rail_code = r.result_code.clone();
+        view.rail_message = r.result_text.clone();
+        view.receipt = r.receipt.clone();
+        view
+    }
+
+    /// Paybill money, in the ledger or not.
+    pub fn of_paybill(p: &PaybillPayment, ledger: Option<&PaymentRecord>) -> Self {
+        let mut view = match ledger {
+            Some(l) => Self::from(l),
+            None => Self {
+                id: p.id,
+                contract_id: p.contract_id,
+                customer_id: None,
+                amount_minor: p.amount_minor,
+                currency: p.currency,
+                method: "mpesa_paybill".into(),
+                status: p.status.as_str().into(),
+                days_late: 0,
+                received_by: None,
+                received_at: p.received_at,
+                reversed_at: None,
+                reversal_reason: None,
+                rail_code: None,
+                rail_message: p.note.clone(),
+                receipt: None,
+            },
+        };
+        view.receipt = Some(p.trans_id.clone());
+        view
     }
 }
 
