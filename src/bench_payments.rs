@@ -15,9 +15,9 @@ use miliki_payments::domain::product::ProductInput;
 use miliki_payments::ops::{self, NewContract};
 use miliki_platform::clock::{Clock, ManualClock};
 use miliki_platform::config::Settings;
+use miliki_platform::id::new_id;
 use miliki_platform::money::Currency;
 use sqlx::Connection;
-use miliki_platform::id::new_id;
 
 #[derive(clap::Args)]
 pub struct PaymentsArgs {

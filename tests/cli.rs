@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "common/mod.rs"]
+mod common;
+
 /// A child process that is killed if the test ends early.
 struct Proc(Child);
 
@@ -42,9 +45,20 @@ fn free_port() -> u16 {
 
 /// Starts `serve` and waits for its banner; returns the process and what it printed.
 fn serve(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> (Proc, String) {
+    serve_with(data_dir, port, extra, &[])
+}
+
+/// [`serve`] with more environment.
+fn serve_with(
+    data_dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> (Proc, String) {
     let mut child = miliki(data_dir)
         .args(["serve", "--port", &port.to_string()])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -413,4 +427,280 @@ async fn the_telematics_service_runs_alone_and_a_taken_tracker_port_stops_it() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Teltonika listener cannot bind"), "{err}");
+}
+
+/// Polls `check` every 50 ms for up to `secs` seconds.
+async fn within<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut req = client
+        .request(method, url)
+        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("the platform answers");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn sign_in(client: &reqwest::Client, base: &str, phone: &str, password: &str) -> String {
+    let (status, t) = call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/auth/login"),
+        None,
+        Some(json!({"login": phone, "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    t["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The platform is killed (SIGKILL) while the collector's prompts are out at
+/// the rail, and started again on the same data: the payers are not prompted
+/// a second time, and every payment they made is credited once.
+#[tokio::test]
+async fn a_collection_run_killed_midway_sends_no_second_prompt_and_loses_no_payment() {
+    const CONTRACTS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    // The rail outlives the platform: the sandboxes run as their own process.
+    let sandbox_port = free_port();
+    let mut rail = miliki(dir.path())
+        .args(["sandbox", "--port", &sandbox_port.to_string()])
+        .env("MILIKI_SANDBOX_ANSWER_MS", "1500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(rail.stdout.take().unwrap()).lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .contains("Provider sandboxes on"));
+    let _rail = Proc(rail);
+    let rail_base = format!("http://127.0.0.1:{sandbox_port}");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = [
+        ("MILIKI_SANDBOX_URL", rail_base.as_str()),
+        ("MILIKI_SANDBOXES", "false"),
+        ("MILIKI_PAYMENTS_COLLECT_POLL_MS", "50"),
+        ("MILIKI_CALLBACK_SECRET", "restart-test-callback-secret"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    // On PostgreSQL and RabbitMQ too, when the environment has them (.ci/run).
+    if let Some(server) = common::postgres_url() {
+        for service in miliki::SERVICES {
+            let url = common::fresh_postgres_database(&server).await;
+            env.push((
+                format!("MILIKI_{}_DATABASE_URL", service.name.to_uppercase()),
+                url,
+            ));
+        }
+    }
+    if let Some(amqp) = common::amqp_url() {
+        env.push(("MILIKI_AMQP_URL".into(), amqp));
+        env.push((
+            "MILIKI_AMQP_EXCHANGE".into(),
+            format!("miliki.test.{}", uuid::Uuid::now_v7().simple()),
+        ));
+    }
+    let client = reqwest::Client::new();
+    let (platform, _) = serve_with(dir.path(), port, &["--demo", "--simulated-clock"], &env);
+    let admin = sign_in(&client, &base, "+254700000001", "demo-admin-2026").await;
+    let (_, products) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/api/v1/products"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let product = products["items"]
+        .as_array()
+        .or(products.as_array())
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Boda-boda weekly (78 weeks)")
+        .unwrap()["id"]
+        .clone();
+
+    // Customers with active contracts, collected by M-Pesa from midnight.
+    let mut contracts = Vec::new();
+    for i in 0..CONTRACTS {
+        let phone = format!("+25471100{:04}", 7000 + i * 10);
+        let (status, user) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/auth/register"),
+            None,
+            Some(json!({"name": format!("Rider {i}"), "phone": phone, "password": "a-long-rider-password"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{user}");
+        let body = json!({
+            "customer_id": user["id"], "vehicle_id": uuid::Uuid::now_v7(), "product_id": product,
+            "price_minor": 16_500_000, "currency": "KES", "deposit_minor": 3_300_000, "term_periods": 78
+        });
+        let c = within(10, "payments to learn the customer", || async {
+            let (status, c) = call(
+                &client,
+                reqwest::Method::POST,
+                format!("{base}/api/v1/contracts"),
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await;
+            (status == 201).then_some(c)
+        })
+        .await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        let deposit = c["schedule"][0]["total_minor"].as_i64().unwrap();
+        let (status, r) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/contracts/{id}/payments"),
+            Some(&admin),
+            Some(json!({"amount_minor": deposit, "method": "cash"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{r}");
+        let (status, r) = call(
+            &client,
+            reqwest::Method::PUT,
+            format!("{base}/api/v1/contracts/{id}/collection"),
+            Some(&admin),
+            Some(json!({"rail": "mpesa", "phone": phone, "collect_at": "00:00"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{r}");
+        contracts.push((id, phone));
+    }
+
+    // A week on, the collector prompts every payer; the payers take 1.5 s to answer.
+    let (status, moved) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/simulation/clock"),
+        Some(&admin),
+        Some(json!({"advance_days": 7})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    let today = moved["today"].as_str().unwrap().to_owned();
+    let statement = || async {
+        let (_, s) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{rail_base}/sandbox/mpesa/transactions"),
+            None,
+            None,
+        )
+        .await;
+        s.as_array().cloned().unwrap_or_default()
+    };
+    let prompted = within(10, "the prompts to reach the rail", || async {
+        let s = statement().await;
+        (s.len() == CONTRACTS).then_some(s)
+    })
+    .await;
+    assert!(
+        prompted.iter().all(|t| t["status"] == "pending"),
+        "{prompted:?}"
+    );
+    // Killed while every prompt is out: their callbacks will find nobody.
+    drop(platform);
+
+    let (platform, _) = serve_with(dir.path(), port, &["--simulated-clock"], &env);
+    // A new client: the old one's pooled connections died with the process.
+    let client = reqwest::Client::new();
+    let admin = sign_in(&client, &base, "+254700000001", "demo-admin-2026").await;
+    // The restarted clock starts from the wall clock again: back to the same
+    // day, past the minute after which an unanswered prompt is queried.
+    let (status, moved) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/simulation/clock"),
+        Some(&admin),
+        Some(json!({"advance_days": 7, "advance_secs": 61})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["today"], today.as_str());
+    let admin = sign_in(&client, &base, "+254700000001", "demo-admin-2026").await;
+    for (id, _) in &contracts {
+        let detail = within(15, "the installment to be credited", || async {
+            let (_, d) = call(
+                &client,
+                reqwest::Method::GET,
+                format!("{base}/api/v1/contracts/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+            (d["schedule"][1]["state"] == "paid").then_some(d)
+        })
+        .await;
+        assert_eq!(
+            detail["balances"]["paid_to_date_minor"],
+            detail["schedule"][0]["total_minor"].as_i64().unwrap()
+                + detail["schedule"][1]["total_minor"].as_i64().unwrap()
+        );
+        let (_, attempts) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{base}/api/v1/contracts/{id}/collection-attempts"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert_eq!(attempts.as_array().unwrap().len(), 1, "{attempts}");
+        assert_eq!(attempts[0]["status"], "succeeded");
+    }
+    // No payer was prompted twice, and every prompt ended paid.
+    let after = statement().await;
+    assert_eq!(after.len(), CONTRACTS, "{after:?}");
+    assert!(
+        after.iter().all(|t| t["status"] == "succeeded"),
+        "{after:?}"
+    );
+    drop(platform);
+
+    // The ledger balances.
+    let out = miliki(dir.path())
+        .args(["ledger", "verify"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -88,7 +88,9 @@ async fn pay_by(
 /// Waits until the payment is no longer pending.
 async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
     app.eventually("the payment to settle", || async {
-        let (status, p) = app.get(&format!("/api/v1/payments/{id}"), Some(token)).await;
+        let (status, p) = app
+            .get(&format!("/api/v1/payments/{id}"), Some(token))
+            .await;
         (status == StatusCode::OK && p["status"] != "pending").then_some(p)
     })
     .await
@@ -147,7 +149,15 @@ async fn a_deposit_paid_by_stk_push_activates_the_contract_and_the_vehicle() {
     let phone = "+254711000010";
 
     // The customer pays their own deposit from the app: 202, pending.
-    let (status, p) = pay_by(&app, &customer.token, id, deposit_due(&c), "mpesa", Some(phone)).await;
+    let (status, p) = pay_by(
+        &app,
+        &customer.token,
+        id,
+        deposit_due(&c),
+        "mpesa",
+        Some(phone),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{p}");
     assert_eq!(p["status"], "pending");
     assert_eq!(p["method"], "mpesa");
@@ -178,14 +188,23 @@ async fn a_deposit_paid_by_stk_push_activates_the_contract_and_the_vehicle() {
 
     // The deposit chose how the contract is collected from now on.
     let (status, how) = app
-        .get(&format!("/api/v1/contracts/{id}/collection"), Some(&customer.token))
+        .get(
+            &format!("/api/v1/contracts/{id}/collection"),
+            Some(&customer.token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{how}");
     assert_eq!(how["rail"], "mpesa");
     assert_eq!(how["collect_at"], "07:00");
-    assert!(!how["phone"].as_str().unwrap().contains("711000010"), "masked: {how}");
+    assert!(
+        !how["phone"].as_str().unwrap().contains("711000010"),
+        "masked: {how}"
+    );
     let (_, attempts) = app
-        .get(&format!("/api/v1/contracts/{id}/collection-attempts"), Some(&customer.token))
+        .get(
+            &format!("/api/v1/contracts/{id}/collection-attempts"),
+            Some(&customer.token),
+        )
         .await;
     assert_eq!(attempts.as_array().unwrap().len(), 1);
     assert_eq!(attempts[0]["origin"], "request");
@@ -202,7 +221,8 @@ async fn each_payer_outcome_is_reported_with_the_rails_code_and_nothing_is_credi
         ("+254711000023", "1037"),
         ("+254711000024", "2001"),
     ] {
-        let (status, p) = pay_by(&app, &f.agent.token, f.id(), 1_000_00, "mpesa", Some(phone)).await;
+        let (status, p) =
+            pay_by(&app, &f.agent.token, f.id(), 1_000_00, "mpesa", Some(phone)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{p}");
         let p = settled(&app, &f.agent.token, p["id"].as_str().unwrap()).await;
         assert_eq!(p["status"], "failed", "{p}");
@@ -210,7 +230,10 @@ async fn each_payer_outcome_is_reported_with_the_rails_code_and_nothing_is_credi
         assert!(p["rail_message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     assert_eq!(ledger_payments(&app, f.id()).await, 0);
-    assert_eq!(contract(&app, &f.agent.token, f.id()).await["status"], "pending_deposit");
+    assert_eq!(
+        contract(&app, &f.agent.token, f.id()).await["status"],
+        "pending_deposit"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +243,15 @@ async fn a_callback_delivered_twice_credits_once_and_a_missing_one_is_found_by_t
 
     // Digit 6: success, the callback arrives twice.
     let twice = "+254711000036";
-    let (_, p) = pay_by(&app, &f.customer.token, f.id(), 10_000_00, "mpesa", Some(twice)).await;
+    let (_, p) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        10_000_00,
+        "mpesa",
+        Some(twice),
+    )
+    .await;
     let p = settled(&app, &f.customer.token, p["id"].as_str().unwrap()).await;
     assert_eq!(p["status"], "succeeded");
     app.eventually("the second delivery", || async {
@@ -234,7 +265,15 @@ async fn a_callback_delivered_twice_credits_once_and_a_missing_one_is_found_by_t
 
     // Digit 5: success, no callback ever. Pending until the query a minute on.
     let silent = "+254711000045";
-    let (_, p) = pay_by(&app, &f.customer.token, f.id(), 5_000_00, "mpesa", Some(silent)).await;
+    let (_, p) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        5_000_00,
+        "mpesa",
+        Some(silent),
+    )
+    .await;
     let pid = p["id"].as_str().unwrap().to_owned();
     app.eventually("the silent payer to have paid at the rail", || async {
         let s = statement(&app, "mpesa", silent).await;
@@ -242,8 +281,13 @@ async fn a_callback_delivered_twice_credits_once_and_a_missing_one_is_found_by_t
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (_, still) = app.get(&format!("/api/v1/payments/{pid}"), Some(&f.customer.token)).await;
-    assert_eq!(still["status"], "pending", "no callback, no credit yet: {still}");
+    let (_, still) = app
+        .get(&format!("/api/v1/payments/{pid}"), Some(&f.customer.token))
+        .await;
+    assert_eq!(
+        still["status"], "pending",
+        "no callback, no credit yet: {still}"
+    );
     app.clock.advance(chrono::Duration::seconds(61));
     let p = settled(&app, &f.customer.token, &pid).await;
     assert_eq!(p["status"], "succeeded", "{p}");
@@ -271,12 +315,20 @@ async fn a_forged_callback_credits_nothing_and_is_kept_for_review() {
     }}});
     // Without the secret the URL does not exist.
     let (status, _) = app
-        .post("/api/v1/callbacks/mpesa/not-the-secret/stk", None, forged.clone())
+        .post(
+            "/api/v1/callbacks/mpesa/not-the-secret/stk",
+            None,
+            forged.clone(),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // With it, a success for a request nobody made credits nothing.
     let (status, answer) = app
-        .post(&format!("/api/v1/callbacks/mpesa/{SECRET}/stk"), None, forged.clone())
+        .post(
+            &format!("/api/v1/callbacks/mpesa/{SECRET}/stk"),
+            None,
+            forged.clone(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["ResultCode"], 0);
@@ -314,9 +366,13 @@ async fn a_forged_callback_credits_nothing_and_is_kept_for_review() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let (status, _) = app.get("/api/v1/callbacks/reviews", Some(&f.agent.token)).await;
+    let (status, _) = app
+        .get("/api/v1/callbacks/reviews", Some(&f.agent.token))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, reviews) = app.get("/api/v1/callbacks/reviews", Some(&f.admin.token)).await;
+    let (status, reviews) = app
+        .get("/api/v1/callbacks/reviews", Some(&f.admin.token))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         reviews
@@ -359,7 +415,9 @@ async fn paybill_payments_are_credited_by_account_number_or_refused() {
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["accepted"], false, "{r}");
-    let (_, suspense) = app.get("/api/v1/payments/suspense", Some(&f.admin.token)).await;
+    let (_, suspense) = app
+        .get("/api/v1/payments/suspense", Some(&f.admin.token))
+        .await;
     assert_eq!(suspense.as_array().unwrap().len(), 0);
 }
 
@@ -382,7 +440,9 @@ async fn paybill_money_for_an_unknown_account_waits_in_suspense_until_an_admin_a
     assert_eq!(status, StatusCode::OK, "{r}");
     let held = app
         .eventually("the payment to land in suspense", || async {
-            let (_, s) = app.get("/api/v1/payments/suspense", Some(&f.admin.token)).await;
+            let (_, s) = app
+                .get("/api/v1/payments/suspense", Some(&f.admin.token))
+                .await;
             s.as_array()?.first().cloned()
         })
         .await;
@@ -422,7 +482,10 @@ async fn paybill_money_for_an_unknown_account_waits_in_suspense_until_an_admin_a
     .await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["status"], "succeeded");
-    assert_eq!(contract(&app, &f.customer.token, f.id()).await["status"], "active");
+    assert_eq!(
+        contract(&app, &f.customer.token, f.id()).await["status"],
+        "active"
+    );
     let (status, again, _) = post_idem(
         &app,
         &format!("/api/v1/payments/{pid}/assign"),
@@ -439,7 +502,15 @@ async fn paybill_money_for_an_unknown_account_waits_in_suspense_until_an_admin_a
 async fn mtn_momo_requests_to_pay_succeed_or_fail_by_the_sandbox_numbers() {
     let app = spawn_mobile(|_| {}).await;
     let f = fixture(&app).await;
-    let (status, p) = pay_by(&app, &f.customer.token, f.id(), 2_000_00, "mtn_momo", Some("+256772000001")).await;
+    let (status, p) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        2_000_00,
+        "mtn_momo",
+        Some("+256772000001"),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{p}");
     let p = settled(&app, &f.customer.token, p["id"].as_str().unwrap()).await;
     assert_eq!(p["status"], "succeeded", "{p}");
@@ -447,10 +518,21 @@ async fn mtn_momo_requests_to_pay_succeed_or_fail_by_the_sandbox_numbers() {
     assert_eq!(ledger_payments(&app, f.id()).await, 1);
 
     // MTN's sandbox number for a failed payment.
-    let (_, p) = pay_by(&app, &f.customer.token, f.id(), 2_000_00, "mtn_momo", Some("+46733123450")).await;
+    let (_, p) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        2_000_00,
+        "mtn_momo",
+        Some("+46733123450"),
+    )
+    .await;
     let p = settled(&app, &f.customer.token, p["id"].as_str().unwrap()).await;
     assert_eq!(p["status"], "failed", "{p}");
-    assert!(p["rail_code"].as_str().is_some_and(|c| !c.is_empty()), "{p}");
+    assert!(
+        p["rail_code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{p}"
+    );
     assert_eq!(ledger_payments(&app, f.id()).await, 1);
     assert_eq!(statement(&app, "momo", "+46733123450").await.len(), 1);
 }
@@ -461,15 +543,38 @@ async fn paying_refuses_bad_input_other_owners_and_a_second_prompt_in_flight() {
     let f = fixture(&app).await;
     let path = format!("/api/v1/contracts/{}/payments", f.id());
     for (body, field) in [
-        (json!({"amount_minor": 1_000_00, "method": "mpesa", "phone": "not a phone"}), "phone"),
-        (json!({"amount_minor": 1_000_50, "method": "mpesa", "phone": "+254711000080"}), "amount_minor"),
-        (json!({"amount_minor": 1_000_00, "method": "cash", "phone": "+254711000080"}), "phone"),
-        (json!({"amount_minor": 1_000_00, "method": "mpesa"}), "phone"),
-        (json!({"amount_minor": 1_000_00, "method": "paypal"}), "method"),
+        (
+            json!({"amount_minor": 1_000_00, "method": "mpesa", "phone": "not a phone"}),
+            "phone",
+        ),
+        (
+            json!({"amount_minor": 1_000_50, "method": "mpesa", "phone": "+254711000080"}),
+            "amount_minor",
+        ),
+        (
+            json!({"amount_minor": 1_000_00, "method": "cash", "phone": "+254711000080"}),
+            "phone",
+        ),
+        (
+            json!({"amount_minor": 1_000_00, "method": "mpesa"}),
+            "phone",
+        ),
+        (
+            json!({"amount_minor": 1_000_00, "method": "paypal"}),
+            "method",
+        ),
     ] {
         let (status, problem, _) = post_idem(&app, &path, &f.agent.token, Some(&key()), body).await;
-        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-        assert!(invalid_fields(&problem).contains(&field.to_owned()), "{problem}");
+        assert_problem(
+            status,
+            &problem,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        );
+        assert!(
+            invalid_fields(&problem).contains(&field.to_owned()),
+            "{problem}"
+        );
     }
     // No Idempotency-Key.
     let (status, _, _) = post_idem(
@@ -485,10 +590,26 @@ async fn paying_refuses_bad_input_other_owners_and_a_second_prompt_in_flight() {
     let (status, _) = pay_by(&app, &f.customer.token, f.id(), 1_000_00, "cash", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let stranger = app.customer().await;
-    let (status, _) = pay_by(&app, &stranger.token, f.id(), 1_000_00, "mpesa", Some("+254711000080")).await;
+    let (status, _) = pay_by(
+        &app,
+        &stranger.token,
+        f.id(),
+        1_000_00,
+        "mpesa",
+        Some("+254711000080"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let other_agent = app.agent().await;
-    let (status, _) = pay_by(&app, &other_agent.token, f.id(), 1_000_00, "mpesa", Some("+254711000080")).await;
+    let (status, _) = pay_by(
+        &app,
+        &other_agent.token,
+        f.id(),
+        1_000_00,
+        "mpesa",
+        Some("+254711000080"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         statement(&app, "mpesa", "+254711000080").await.len(),
@@ -497,20 +618,40 @@ async fn paying_refuses_bad_input_other_owners_and_a_second_prompt_in_flight() {
     );
 
     // One prompt in flight per contract: the second is a 409 until it ends.
-    let (status, first) = pay_by(&app, &f.customer.token, f.id(), 1_000_00, "mpesa", Some("+254711000045")).await;
+    let (status, first) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        1_000_00,
+        "mpesa",
+        Some("+254711000045"),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
-    let (status, second) = pay_by(&app, &f.customer.token, f.id(), 1_000_00, "mpesa", Some("+254711000088")).await;
+    let (status, second) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        1_000_00,
+        "mpesa",
+        Some("+254711000088"),
+    )
+    .await;
     assert_problem(status, &second, StatusCode::CONFLICT, "conflict");
     // Others may not read the payment.
     let (status, _) = app
-        .get(&format!("/api/v1/payments/{}", first["id"].as_str().unwrap()), Some(&stranger.token))
+        .get(
+            &format!("/api/v1/payments/{}", first["id"].as_str().unwrap()),
+            Some(&stranger.token),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// Moves the clock to a local (Nairobi) time on a date and signs in again.
 async fn set_local(app: &TestApp, date: &str, hhmm: &str, accounts: &mut [&mut Account]) {
-    let local = chrono::NaiveDateTime::parse_from_str(&format!("{date} {hhmm}"), "%Y-%m-%d %H:%M").unwrap();
+    let local =
+        chrono::NaiveDateTime::parse_from_str(&format!("{date} {hhmm}"), "%Y-%m-%d %H:%M").unwrap();
     let target = local - chrono::Duration::hours(3);
     let now = app.clock.now().naive_utc();
     assert!(target >= now, "the clock only moves forward");
@@ -523,7 +664,10 @@ async fn set_local(app: &TestApp, date: &str, hhmm: &str, accounts: &mut [&mut A
 
 async fn attempts(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     let (status, list) = app
-        .get(&format!("/api/v1/contracts/{id}/collection-attempts"), Some(token))
+        .get(
+            &format!("/api/v1/contracts/{id}/collection-attempts"),
+            Some(token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     list.as_array().cloned().unwrap_or_default()
@@ -612,6 +756,10 @@ async fn insufficient_funds_retries_at_noon_and_five_then_the_contract_falls_int
         })
         .await;
     assert_eq!(d["bucket"], "1-7");
-    assert_eq!(ledger_payments(&app, f.id()).await, 1, "only the cash deposit");
+    assert_eq!(
+        ledger_payments(&app, f.id()).await,
+        1,
+        "only the cash deposit"
+    );
     assert_eq!(statement(&app, "mpesa", "+254711000091").await.len(), 4);
 }

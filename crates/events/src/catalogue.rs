@@ -367,7 +367,11 @@ pub mod payments {
         pub reason_code: String,
         pub prompts: i64,
     }
-    event!(CollectionFailed, "payments.collection.failed.v1", contract_id);
+    event!(
+        CollectionFailed,
+        "payments.collection.failed.v1",
+        contract_id
+    );
 }
 
 /// Events of the telematics service.

@@ -91,11 +91,7 @@ pub struct NewPrompt {
 
 /// Writes a queued money request. A prompt already in flight for the
 /// contract or the phone is a 409.
-pub async fn queue(
-    state: &AppState,
-    tx: &mut Tx,
-    p: NewPrompt,
-) -> Result<MoneyRequest, ApiError> {
+pub async fn queue(state: &AppState, tx: &mut Tx, p: NewPrompt) -> Result<MoneyRequest, ApiError> {
     let now = state.deps.clock.now();
     let request = MoneyRequest {
         id: miliki_platform::id::new_id(),
@@ -240,7 +236,9 @@ async fn sent_badly(state: &AppState, request: &MoneyRequest, e: RailError) {
                 request.id,
                 RequestUpdate {
                     status: Some(RequestStatus::Unknown),
-                    result_text: Some("no answer from the rail; waiting for its callback or a query"),
+                    result_text: Some(
+                        "no answer from the rail; waiting for its callback or a query",
+                    ),
                     check_at: Some(Some(now + Duration::seconds(MPESA_CHECK_AFTER))),
                     ..Default::default()
                 },
@@ -528,8 +526,8 @@ async fn fail(
         return Ok(());
     }
     if let Some(day) = request.collection_day {
-        let prompts = money::day_prompts(&mut tx, request.contract_id, day).await?
-            - i64::from(uncount);
+        let prompts =
+            money::day_prompts(&mut tx, request.contract_id, day).await? - i64::from(uncount);
         let next = retry_at(
             request.rail,
             code,
@@ -688,13 +686,22 @@ pub async fn paybill_result(
     let lock = store::for_update(&deps.db);
     let Some(p) = money::find_paybill(&mut tx, id, lock).await? else {
         drop(tx);
-        review(state, Rail::Mpesa, "status_result", Some(&id.to_string()), "no such paybill payment", body).await;
+        review(
+            state,
+            Rail::Mpesa,
+            "status_result",
+            Some(&id.to_string()),
+            "no such paybill payment",
+            body,
+        )
+        .await;
         return Ok(());
     };
     if p.status != PaybillStatus::Confirming {
         return Ok(()); // answered already
     }
-    let agrees = confirmed && receipt == Some(p.trans_id.as_str()) && amount_minor == Some(p.amount_minor);
+    let agrees =
+        confirmed && receipt == Some(p.trans_id.as_str()) && amount_minor == Some(p.amount_minor);
     if !agrees {
         money::settle_paybill(
             &mut tx,
@@ -708,15 +715,31 @@ pub async fn paybill_result(
         )
         .await?;
         tx.commit().await?;
-        review(state, Rail::Mpesa, "c2b", Some(&p.trans_id), "the transaction status query did not confirm the confirmation", body).await;
+        review(
+            state,
+            Rail::Mpesa,
+            "c2b",
+            Some(&p.trans_id),
+            "the transaction status query did not confirm the confirmation",
+            body,
+        )
+        .await;
         return Ok(());
     }
     let contract = store::find_contract_by_account(&mut tx, &p.bill_ref).await?;
     let target = contract.filter(|c| c.status.takes_payments() && c.currency == p.currency);
     match target {
         Some(c) => {
-            ops::take_payment(state, &mut tx, c.id, p.id, p.amount_minor, "mpesa_paybill", SYSTEM)
-                .await?;
+            ops::take_payment(
+                state,
+                &mut tx,
+                c.id,
+                p.id,
+                p.amount_minor,
+                "mpesa_paybill",
+                SYSTEM,
+            )
+            .await?;
             money::settle_paybill(
                 &mut tx,
                 p.id,
@@ -771,12 +794,22 @@ pub async fn assign(
     if c.currency != p.currency {
         return Err(ApiError::field(
             "contract_id",
-            format!("the contract is in {}, the payment in {}", c.currency, p.currency),
+            format!(
+                "the contract is in {}, the payment in {}",
+                c.currency, p.currency
+            ),
         ));
     }
-    let (payment, _, _) =
-        ops::take_payment(state, tx, contract_id, p.id, p.amount_minor, "mpesa_paybill", by)
-            .await?;
+    let (payment, _, _) = ops::take_payment(
+        state,
+        tx,
+        contract_id,
+        p.id,
+        p.amount_minor,
+        "mpesa_paybill",
+        by,
+    )
+    .await?;
     money::settle_paybill(
         tx,
         p.id,
@@ -824,8 +857,12 @@ pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
 
     let stale = {
         let mut conn = deps.db.reader().acquire().await?;
-        money::stale_confirming(&mut conn, now - Duration::seconds(PAYBILL_REQUERY_AFTER), 200)
-            .await?
+        money::stale_confirming(
+            &mut conn,
+            now - Duration::seconds(PAYBILL_REQUERY_AFTER),
+            200,
+        )
+        .await?
     };
     for p in &stale {
         confirm_paybill(state, p).await;
@@ -833,7 +870,13 @@ pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
 
     {
         let mut conn = deps.db.writer().acquire().await?;
-        money::open_days(&mut conn, today, &local_hhmm(now, state.config.time_zone), now).await?;
+        money::open_days(
+            &mut conn,
+            today,
+            &local_hhmm(now, state.config.time_zone),
+            now,
+        )
+        .await?;
     }
     let mut sent = 0;
     loop {
@@ -993,7 +1036,9 @@ async fn register_c2b(state: &AppState, shutdown: &CancellationToken) {
         }
         wait = (wait * 2).min(StdDuration::from_secs(30));
     }
-    tracing::warn!("the paybill URLs could not be registered with M-Pesa; paybill payments will not be seen");
+    tracing::warn!(
+        "the paybill URLs could not be registered with M-Pesa; paybill payments will not be seen"
+    );
 }
 
 #[cfg(test)]
@@ -1014,10 +1059,20 @@ mod tests {
     #[test]
     fn insufficient_funds_retries_at_noon_then_five_then_tomorrow() {
         let tz = chrono_tz::Africa::Nairobi;
-        assert_eq!(retry_at(Rail::Mpesa, "1", at(7, 0), tz, day(), 1), Some(at(12, 0)));
-        assert_eq!(retry_at(Rail::Mpesa, "1", at(12, 0), tz, day(), 2), Some(at(17, 0)));
+        assert_eq!(
+            retry_at(Rail::Mpesa, "1", at(7, 0), tz, day(), 1),
+            Some(at(12, 0))
+        );
+        assert_eq!(
+            retry_at(Rail::Mpesa, "1", at(12, 0), tz, day(), 2),
+            Some(at(17, 0))
+        );
         assert_eq!(retry_at(Rail::Mpesa, "1", at(17, 0), tz, day(), 2), None);
-        assert_eq!(retry_at(Rail::Mpesa, "1", at(12, 0), tz, day(), 3), None, "three a day");
+        assert_eq!(
+            retry_at(Rail::Mpesa, "1", at(12, 0), tz, day(), 3),
+            None,
+            "three a day"
+        );
     }
 
     #[test]
@@ -1025,8 +1080,15 @@ mod tests {
         let tz = chrono_tz::Africa::Nairobi;
         assert_eq!(retry_at(Rail::Mpesa, "1032", at(7, 0), tz, day(), 1), None);
         assert_eq!(retry_at(Rail::Mpesa, "2001", at(7, 0), tz, day(), 1), None);
-        assert_eq!(retry_at(Rail::Mpesa, "1037", at(7, 0), tz, day(), 1), Some(at(9, 0)));
-        assert_eq!(retry_at(Rail::Mpesa, "1037", at(23, 0), tz, day(), 1), None, "not past midnight");
+        assert_eq!(
+            retry_at(Rail::Mpesa, "1037", at(7, 0), tz, day(), 1),
+            Some(at(9, 0))
+        );
+        assert_eq!(
+            retry_at(Rail::Mpesa, "1037", at(23, 0), tz, day(), 1),
+            None,
+            "not past midnight"
+        );
         assert_eq!(
             retry_at(Rail::Mpesa, "500.001.1001", at(7, 0), tz, day(), 1),
             Some(at(7, 2))

@@ -134,7 +134,10 @@ fn sandbox(ctx: &miliki_events::service::SandboxContext) -> axum::Router {
         .settings
         .extra
         .get("sandbox_answer_ms")
-        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
         .unwrap_or(100);
     miliki_mobile_money::sandbox::router(miliki_mobile_money::sandbox::SandboxOptions {
         clock: ctx.clock.clone(),

@@ -101,10 +101,7 @@ fn request_from(row: &AnyRow) -> Result<MoneyRequest, sqlx::Error> {
 
 /// Inserts a queued request. A unique violation means another prompt is in
 /// flight for the contract or the phone (or the reference was reused).
-pub async fn insert_request(
-    conn: &mut AnyConnection,
-    r: &MoneyRequest,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_request(conn: &mut AnyConnection, r: &MoneyRequest) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO money_requests (id, contract_id, customer_id, rail, phone, phone_index, amount_minor, \
          currency, origin, requested_by, collection_day, status, provider_ref, check_at, checks, created_at, updated_at) \
@@ -452,16 +449,16 @@ pub async fn day_prompts(
     contract_id: Uuid,
     day: NaiveDate,
 ) -> Result<i64, sqlx::Error> {
-    Ok(sqlx::query(
-        "SELECT prompts FROM collection_days WHERE contract_id = $1 AND day = $2",
+    Ok(
+        sqlx::query("SELECT prompts FROM collection_days WHERE contract_id = $1 AND day = $2")
+            .bind(contract_id.to_string())
+            .bind(date_text(day))
+            .fetch_optional(conn)
+            .await?
+            .map(|r| r.try_get::<i64, _>("prompts"))
+            .transpose()?
+            .unwrap_or(0),
     )
-    .bind(contract_id.to_string())
-    .bind(date_text(day))
-    .fetch_optional(conn)
-    .await?
-    .map(|r| r.try_get::<i64, _>("prompts"))
-    .transpose()?
-    .unwrap_or(0))
 }
 
 // ---------------------------------------------------------- paybill (C2B)
@@ -540,12 +537,14 @@ pub async fn find_paybill(
     id: Uuid,
     lock: &str,
 ) -> Result<Option<PaybillPayment>, sqlx::Error> {
-    sqlx::query(&format!("SELECT * FROM paybill_payments WHERE id = $1{lock}"))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await?
-        .map(|r| paybill_from(&r))
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT * FROM paybill_payments WHERE id = $1{lock}"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?
+    .map(|r| paybill_from(&r))
+    .transpose()
 }
 
 pub async fn list_paybill(
@@ -582,6 +581,7 @@ pub async fn stale_confirming(
 }
 
 /// Moves a paybill payment on from `from`; `false` when it was not there.
+#[allow(clippy::too_many_arguments)]
 pub async fn settle_paybill(
     conn: &mut AnyConnection,
     id: Uuid,
@@ -661,7 +661,10 @@ pub struct Review {
     pub received_at: DateTime<Utc>,
 }
 
-pub async fn list_reviews(conn: &mut AnyConnection, limit: i64) -> Result<Vec<Review>, sqlx::Error> {
+pub async fn list_reviews(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<Vec<Review>, sqlx::Error> {
     sqlx::query("SELECT id, rail, kind, reference, reason, received_at FROM callback_reviews ORDER BY id DESC LIMIT $1")
         .bind(limit)
         .fetch_all(conn)

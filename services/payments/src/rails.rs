@@ -61,7 +61,8 @@ pub struct Rails {
 impl Rails {
     pub fn from_deps(deps: &ServiceDeps) -> anyhow::Result<Self> {
         let s = &deps.settings;
-        let configured = extra(s, "mpesa_base_url").is_some() || extra(s, "momo_base_url").is_some();
+        let configured =
+            extra(s, "mpesa_base_url").is_some() || extra(s, "momo_base_url").is_some();
         let sandbox_base = extra(s, "sandbox_url").unwrap_or_else(|| deps.base_url.clone());
         let sandbox_base = sandbox_base.trim_end_matches('/').to_owned();
         // In production a rail without its base URL is off: the sandboxes
@@ -229,6 +230,26 @@ impl Breaker {
     }
 }
 
+/// A rail in `/health/ready`: degraded (never critical) while its circuit is
+/// open, since payments still take cash and prompts wait meanwhile.
+pub struct RailReady(pub std::sync::Arc<Rails>, pub Rail);
+
+#[async_trait::async_trait]
+impl miliki_platform::http::ReadinessCheck for RailReady {
+    fn name(&self) -> String {
+        self.1.as_str().to_owned()
+    }
+    fn critical(&self) -> bool {
+        false
+    }
+    async fn check(&self) -> Result<(), String> {
+        match self.0.degraded(self.1) {
+            None => Ok(()),
+            Some(why) => Err(why),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,25 +281,5 @@ mod tests {
         b.record(false);
         assert!(b.allows());
         assert!(b.degraded().is_none());
-    }
-}
-
-/// A rail in `/health/ready`: degraded (never critical) while its circuit is
-/// open, since payments still take cash and prompts wait meanwhile.
-pub struct RailReady(pub std::sync::Arc<Rails>, pub Rail);
-
-#[async_trait::async_trait]
-impl miliki_platform::http::ReadinessCheck for RailReady {
-    fn name(&self) -> String {
-        self.1.as_str().to_owned()
-    }
-    fn critical(&self) -> bool {
-        false
-    }
-    async fn check(&self) -> Result<(), String> {
-        match self.0.degraded(self.1) {
-            None => Ok(()),
-            Some(why) => Err(why),
-        }
     }
 }

@@ -293,7 +293,10 @@ pub async fn status_timeout(
     check_secret(&state, &secret)?;
     tracing::warn!(
         "a transaction status query timed out at M-Pesa: {}",
-        String::from_utf8_lossy(&body).chars().take(500).collect::<String>()
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(500)
+            .collect::<String>()
     );
     Ok(accepted())
 }

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use crate::domain::book::{Book, Line};
 use crate::domain::contract::ContractStatus;
 use crate::domain::product::{Component, ProductTerms};
-use crate::state::{AppState, Caller};
 use crate::money::{MoneyRequest, PaybillPayment, RequestStatus};
+use crate::state::{AppState, Caller};
 use crate::store::{self, ContractRecord, PaymentRecord, ProductRecord};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

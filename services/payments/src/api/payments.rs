@@ -161,17 +161,13 @@ pub async fn create(
                 "{rail} keeps failing; try again in a minute"
             )));
         }
-        let claim = match idempotency::claim(
-            &deps.db,
-            &caller.id.to_string(),
-            &request,
-            deps.clock.now(),
-        )
-        .await?
-        {
-            Outcome::Replay(response) => return Ok(response),
-            Outcome::Fresh(claim) => claim,
-        };
+        let claim =
+            match idempotency::claim(&deps.db, &caller.id.to_string(), &request, deps.clock.now())
+                .await?
+            {
+                Outcome::Replay(response) => return Ok(response),
+                Outcome::Fresh(claim) => claim,
+            };
         let result = async {
             let mut tx = deps.db.begin().await?;
             let queued = collect::queue(
@@ -298,7 +294,9 @@ pub async fn suspense(
     let mut conn = state.deps.db.reader().acquire().await?;
     let list = money::list_paybill(&mut conn, PaybillStatus::Suspense, 500).await?;
     Ok(Json(
-        list.iter().map(|p| PaymentView::of_paybill(p, None)).collect(),
+        list.iter()
+            .map(|p| PaymentView::of_paybill(p, None))
+            .collect(),
     ))
 }
 
