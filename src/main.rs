@@ -13,6 +13,7 @@ use miliki_platform::clock::SystemClock;
 use miliki_platform::config::Settings;
 
 mod bench;
+mod bench_collections;
 mod bench_payments;
 mod bench_telematics;
 mod import;
@@ -134,6 +135,8 @@ enum BenchCommand {
     Vehicles(bench::VehiclesArgs),
     /// Load active contracts, then time a due day's payments and the daily arrears job.
     Payments(bench_payments::PaymentsArgs),
+    /// Contracts due on one day, collected by M-Pesa through the sandbox over HTTP: settled/s, prompts, double charges.
+    Collections(bench_collections::CollectionsArgs),
     /// Simulated Teltonika trackers over TCP: memory per connection, positions/s, ack latency.
     Telematics(bench_telematics::TelematicsArgs),
 }
@@ -297,6 +300,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Payments(args),
         } => bench_payments::payments(settings, args).await,
+        Command::Bench {
+            command: BenchCommand::Collections(args),
+        } => bench_collections::collections(settings, args).await,
         Command::Bench {
             command: BenchCommand::Telematics(args),
         } => bench_telematics::telematics(settings, args).await,

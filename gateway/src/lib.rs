@@ -258,6 +258,9 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// How many times the per-client limit provider callbacks may reach.
+const CALLBACK_ALLOWANCE: u64 = 100;
+
 /// Rate limit per client, check any bearer token, and pass identity on.
 async fn guard_request(
     State(guard): State<Guard>,
@@ -266,17 +269,28 @@ async fn guard_request(
     next: Next,
 ) -> Response {
     let peer = peer_ip(&req).unwrap_or(ip);
+    // A payment provider calls back from a few addresses at its own pace and
+    // never retries (Daraja, MoMo): its callbacks get a bucket of their own,
+    // far larger. Without the secret path segment they are cheap 404s.
+    let (bucket, limit) = if req.uri().path().starts_with("/api/v1/callbacks/") {
+        (
+            "gateway-callbacks",
+            guard.per_minute.saturating_mul(CALLBACK_ALLOWANCE),
+        )
+    } else {
+        ("gateway", guard.per_minute)
+    };
     let counted = if guard.per_minute == 0 {
         Ok(None)
     } else {
         guard
             .limiter
-            .hit(&format!("gateway:{peer}"), Duration::from_secs(60))
+            .hit(&format!("{bucket}:{peer}"), Duration::from_secs(60))
             .await
             .map(Some)
     };
     match counted {
-        Ok(Some(window)) if window.count > guard.per_minute => {
+        Ok(Some(window)) if window.count > limit => {
             return ApiError::TooManyRequests {
                 retry_after_secs: window.resets_in_secs,
             }

@@ -129,23 +129,47 @@ pub async fn queue(state: &AppState, tx: &mut Tx, p: NewPrompt) -> Result<MoneyR
     }
 }
 
+/// What a rail said to a prompt, before it is written down.
+pub enum SendOutcome {
+    /// The rail took it: a result will come (M-Pesa: with these ids).
+    Taken {
+        checkout: Option<String>,
+        merchant: Option<String>,
+        check_in: i64,
+    },
+    /// Nothing happened at the payer's end.
+    Failed {
+        code: String,
+        text: String,
+        uncount: bool,
+    },
+    /// No answer: it may have reached the payer; only a query can tell.
+    Unanswered,
+}
+
 /// Sends a queued request to its rail and records what the rail said.
 pub async fn send(state: &AppState, request: &MoneyRequest, phone_e164: &str, account: &str) {
+    let outcome = push(state, request, phone_e164, account).await;
+    record_sends(state, vec![(request.clone(), outcome)]).await;
+}
+
+/// The network half of a send: asks the rail, writes nothing.
+pub async fn push(
+    state: &AppState,
+    request: &MoneyRequest,
+    phone_e164: &str,
+    account: &str,
+) -> SendOutcome {
     let rails = &state.rails;
-    let now = || state.deps.clock.now();
     if !rails.allows(request.rail) {
-        let _ = fail(
-            state,
-            request,
-            "rail_unavailable",
-            "the rail keeps failing; its circuit is open",
-            true,
-        )
-        .await;
-        return;
+        return SendOutcome::Failed {
+            code: "rail_unavailable".into(),
+            text: "the rail keeps failing; its circuit is open".into(),
+            uncount: true,
+        };
     }
     let amount = whole_units(request.amount_minor, request.currency);
-    match request.rail {
+    let result = match request.rail {
         Rail::Mpesa => {
             let result = rails
                 .mpesa
@@ -157,23 +181,11 @@ pub async fn send(state: &AppState, request: &MoneyRequest, phone_e164: &str, ac
                 })
                 .await;
             rails.record(Rail::Mpesa, &result);
-            match result {
-                Ok(accepted) => {
-                    let _ = update(
-                        state,
-                        request.id,
-                        RequestUpdate {
-                            status: Some(RequestStatus::Sent),
-                            provider_ref: Some(&accepted.checkout_request_id),
-                            merchant_ref: Some(&accepted.merchant_request_id),
-                            check_at: Some(Some(now() + Duration::seconds(MPESA_CHECK_AFTER))),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                }
-                Err(e) => sent_badly(state, request, e).await,
-            }
+            result.map(|a| SendOutcome::Taken {
+                checkout: Some(a.checkout_request_id),
+                merchant: Some(a.merchant_request_id),
+                check_in: MPESA_CHECK_AFTER,
+            })
         }
         Rail::MtnMomo => {
             let Some(reference) = request
@@ -181,8 +193,11 @@ pub async fn send(state: &AppState, request: &MoneyRequest, phone_e164: &str, ac
                 .as_deref()
                 .and_then(|r| r.parse::<Uuid>().ok())
             else {
-                let _ = fail(state, request, "internal", "no reference", true).await;
-                return;
+                return SendOutcome::Failed {
+                    code: "internal".into(),
+                    text: "no reference".into(),
+                    uncount: true,
+                };
             };
             let result = rails
                 .momo
@@ -199,42 +214,54 @@ pub async fn send(state: &AppState, request: &MoneyRequest, phone_e164: &str, ac
                 )
                 .await;
             rails.record(Rail::MtnMomo, &result);
-            match result {
-                Ok(()) => {
-                    let _ = update(
-                        state,
-                        request.id,
-                        RequestUpdate {
-                            status: Some(RequestStatus::Sent),
-                            check_at: Some(Some(now() + Duration::seconds(MOMO_POLL_EVERY))),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                }
-                Err(e) => sent_badly(state, request, e).await,
-            }
+            result.map(|()| SendOutcome::Taken {
+                checkout: None,
+                merchant: None,
+                check_in: MOMO_POLL_EVERY,
+            })
+        }
+    };
+    match result {
+        Ok(taken) => taken,
+        Err(RailError::Refused { code, message }) => SendOutcome::Failed {
+            code,
+            text: message,
+            uncount: false,
+        },
+        Err(RailError::Unavailable(m)) => SendOutcome::Failed {
+            code: "unavailable".into(),
+            text: m,
+            uncount: true,
+        },
+        Err(RailError::NoAnswer(m)) => {
+            tracing::warn!(request = %request.id, "the rail did not answer a prompt: {m}");
+            SendOutcome::Unanswered
         }
     }
 }
 
-/// A send that did not go through: refused (nothing happened), unavailable
-/// (nothing reached anyone), or unanswered (only a query can tell).
-async fn sent_badly(state: &AppState, request: &MoneyRequest, e: RailError) {
+/// Writes what the rails said to many prompts: the ones taken or unanswered
+/// in one transaction (a commit per prompt would bound collection by the
+/// disk), failures one by one since each moves its collection day on.
+pub async fn record_sends(state: &AppState, sends: Vec<(MoneyRequest, SendOutcome)>) {
     let now = state.deps.clock.now();
-    match e {
-        RailError::Refused { code, message } => {
-            let _ = fail(state, request, &code, &message, false).await;
-        }
-        RailError::Unavailable(m) => {
-            let _ = fail(state, request, "unavailable", &m, true).await;
-        }
-        RailError::NoAnswer(m) => {
-            tracing::warn!(request = %request.id, "the rail did not answer a prompt: {m}");
-            let _ = update(
-                state,
-                request.id,
-                RequestUpdate {
+    let mut failures = Vec::new();
+    let written = async {
+        let mut tx = state.deps.db.begin().await?;
+        for (request, outcome) in &sends {
+            let update = match outcome {
+                SendOutcome::Taken {
+                    checkout,
+                    merchant,
+                    check_in,
+                } => RequestUpdate {
+                    status: Some(RequestStatus::Sent),
+                    provider_ref: checkout.as_deref(),
+                    merchant_ref: merchant.as_deref(),
+                    check_at: Some(Some(now + Duration::seconds(*check_in))),
+                    ..Default::default()
+                },
+                SendOutcome::Unanswered => RequestUpdate {
                     status: Some(RequestStatus::Unknown),
                     result_text: Some(
                         "no answer from the rail; waiting for its callback or a query",
@@ -242,10 +269,34 @@ async fn sent_badly(state: &AppState, request: &MoneyRequest, e: RailError) {
                     check_at: Some(Some(now + Duration::seconds(MPESA_CHECK_AFTER))),
                     ..Default::default()
                 },
-            )
-            .await;
+                SendOutcome::Failed { .. } => continue,
+            };
+            money::update_request(&mut tx, request.id, &update, now).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(e) = written {
+        // The requests stay queued with their check time: the checker
+        // resolves them by query, so nothing is sent twice or lost.
+        tracing::warn!("recording what the rail said failed: {e}");
+    }
+    for (request, outcome) in sends {
+        if let SendOutcome::Failed {
+            code,
+            text,
+            uncount,
+        } = outcome
+        {
+            failures.push(async move {
+                if let Err(e) = fail(state, &request, &code, &text, uncount).await {
+                    tracing::warn!(request = %request.id, "recording a failed prompt failed: {e}");
+                }
+            });
         }
     }
+    futures::future::join_all(failures).await;
 }
 
 async fn update(state: &AppState, id: Uuid, u: RequestUpdate<'_>) -> Result<bool, ApiError> {
@@ -254,8 +305,9 @@ async fn update(state: &AppState, id: Uuid, u: RequestUpdate<'_>) -> Result<bool
 }
 
 /// Asks the rail how an in-flight request went and acts on the answer. Every
-/// path that credits money goes through here.
-pub async fn check(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+/// path that credits money goes through here. `receipt` is what a callback
+/// said, kept only if the rail confirms the payment.
+pub async fn check(state: &AppState, id: Uuid, receipt: Option<String>) -> Result<(), ApiError> {
     let request = {
         let mut conn = state.deps.db.reader().acquire().await?;
         match money::find_request(&mut conn, id, "").await? {
@@ -314,8 +366,8 @@ pub async fn check(state: &AppState, id: Uuid) -> Result<(), ApiError> {
                     result_code,
                     result_desc,
                 }) if result_code == "0" => {
-                    let receipt = request.receipt.clone();
-                    credit(state, &request, receipt.as_deref(), &result_desc).await?;
+                    let receipt = receipt.or_else(|| request.receipt.clone());
+                    credit(state, request, receipt, result_desc).await;
                 }
                 Ok(StkQuery::Done {
                     result_code,
@@ -366,11 +418,11 @@ pub async fn check(state: &AppState, id: Uuid) -> Result<(), ApiError> {
                         } else {
                             credit(
                                 state,
-                                &request,
-                                s.financial_transaction_id.as_deref(),
-                                "SUCCESSFUL",
+                                request,
+                                s.financial_transaction_id.clone(),
+                                "SUCCESSFUL".into(),
                             )
-                            .await?;
+                            .await;
                         }
                     }
                     MomoState::Failed => {
@@ -403,19 +455,100 @@ pub async fn check(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Money the rail confirmed, on its way to the ledger.
+pub struct Confirmed {
+    request: MoneyRequest,
+    receipt: Option<String>,
+    text: String,
+}
+
+/// Hands confirmed money to the credit writer, which commits many at once;
+/// when it is busy or gone, credits here and now.
+async fn credit(state: &AppState, request: MoneyRequest, receipt: Option<String>, text: String) {
+    let confirmed = Confirmed {
+        request,
+        receipt,
+        text,
+    };
+    if let Err(e) = state.credits.try_send(confirmed) {
+        let confirmed = match e {
+            tokio::sync::mpsc::error::TrySendError::Full(c)
+            | tokio::sync::mpsc::error::TrySendError::Closed(c) => c,
+        };
+        credit_one(state, &confirmed).await;
+    }
+}
+
+async fn credit_one(state: &AppState, c: &Confirmed) {
+    if let Err(e) = credit_batch(state, std::slice::from_ref(c)).await {
+        // Still in flight with its check time: credited on a later check.
+        tracing::warn!(request = %c.request.id, "crediting confirmed money failed: {e}");
+    }
+}
+
+/// Credits confirmed money in one transaction, contracts in id order (so
+/// replicas crediting at once lock them in the same order).
+async fn credit_batch(state: &AppState, batch: &[Confirmed]) -> Result<(), ApiError> {
+    let mut order: Vec<&Confirmed> = batch.iter().collect();
+    order.sort_by_key(|c| (c.request.contract_id, c.request.id));
+    let mut tx = state.deps.db.begin().await?;
+    for c in order {
+        credit_in(state, &mut tx, c).await?;
+    }
+    state.deps.events.commit(tx).await?;
+    Ok(())
+}
+
+/// The credit writer: a background job taking confirmed money off the queue
+/// in batches of up to [`CREDIT_BATCH`]. A batch that fails is retried one
+/// by one, so one bad credit cannot hold the others back. Anything still
+/// queued at shutdown is in flight in the database and is found again by
+/// the checker.
+pub async fn run_credits(
+    state: AppState,
+    mut queue: tokio::sync::mpsc::Receiver<Confirmed>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = queue.recv() => match next {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < CREDIT_BATCH {
+            match queue.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = credit_batch(&state, &batch).await {
+            tracing::warn!(
+                size = batch.len(),
+                "a credit batch failed, crediting one by one: {e}"
+            );
+            for c in &batch {
+                credit_one(&state, c).await;
+            }
+        }
+    }
+}
+
+/// Credits per transaction, at most.
+const CREDIT_BATCH: usize = 256;
+
 /// The rail confirmed the money: the request succeeds and the ledger takes
 /// a payment with the request's id, in one transaction.
-async fn credit(
-    state: &AppState,
-    request: &MoneyRequest,
-    receipt: Option<&str>,
-    text: &str,
-) -> Result<(), ApiError> {
+async fn credit_in(state: &AppState, tx: &mut Tx, c: &Confirmed) -> Result<(), ApiError> {
     let deps = &state.deps;
     let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
+    let request = &c.request;
+    let receipt = c.receipt.as_deref();
+    let text = c.text.as_str();
     let moved = money::update_request(
-        &mut tx,
+        tx,
         request.id,
         &RequestUpdate {
             status: Some(RequestStatus::Succeeded),
@@ -434,7 +567,7 @@ async fn credit(
     let by = request.requested_by.unwrap_or(SYSTEM);
     match ops::take_payment(
         state,
-        &mut tx,
+        tx,
         request.contract_id,
         request.id,
         request.amount_minor,
@@ -449,7 +582,7 @@ async fn credit(
             // (cancelled, paid off): the money is real, so it waits in
             // suspense for an admin rather than being lost.
             money::insert_paybill(
-                &mut tx,
+                tx,
                 &PaybillPayment {
                     id: request.id,
                     trans_id: receipt
@@ -475,7 +608,7 @@ async fn credit(
         // The first mobile-money payment of a contract chooses how it is
         // collected from then on, unless someone already chose.
         money::put_settings(
-            &mut tx,
+            tx,
             &CollectionSettings {
                 contract_id: request.contract_id,
                 rail: request.rail,
@@ -490,9 +623,8 @@ async fn credit(
         .await?;
     }
     if let Some(day) = request.collection_day {
-        money::schedule_day(&mut tx, request.contract_id, day, None, "paid", false, now).await?;
+        money::schedule_day(tx, request.contract_id, day, None, "paid", false, now).await?;
     }
-    deps.events.commit(tx).await?;
     Ok(())
 }
 
@@ -849,7 +981,7 @@ pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
     };
     futures::stream::iter(due)
         .for_each_concurrent(concurrency, |id| async move {
-            if let Err(e) = check(state, id).await {
+            if let Err(e) = check(state, id, None).await {
                 tracing::warn!(request = %id, "checking a money request failed: {e}");
             }
         })
@@ -888,20 +1020,9 @@ pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
             break;
         }
         let n = days.len();
-        let results: Vec<bool> = futures::stream::iter(days)
-            .map(|d| async move {
-                match attempt(state, &d, today).await {
-                    Ok(sent) => sent,
-                    Err(e) => {
-                        tracing::warn!(contract = %d.contract_id, "a collection attempt failed: {e}");
-                        false
-                    }
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        sent += results.iter().filter(|s| **s).count();
+        for chunk in days.chunks(concurrency) {
+            sent += attempts(state, chunk, today).await;
+        }
         if n < 1_000 {
             break;
         }
@@ -909,100 +1030,150 @@ pub async fn tick(state: &AppState) -> Result<usize, ApiError> {
     Ok(sent)
 }
 
-/// Takes one due attempt of a collection day: claims it, works out what is
-/// owed, queues the prompt in the same transaction and sends it.
-async fn attempt(state: &AppState, d: &CollectionDay, today: NaiveDate) -> Result<bool, ApiError> {
-    let deps = &state.deps;
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    if !money::claim_attempt(&mut tx, d, now).await? {
-        return Ok(false);
+/// A prompt queued by an attempt, to be sent once its transaction commits.
+struct Queued {
+    request: MoneyRequest,
+    phone: String,
+    account: String,
+}
+
+/// Takes due attempts of several collection days: claims them and queues
+/// their prompts in one transaction, then sends the prompts together and
+/// records the rails' answers together. If the batch cannot commit (another
+/// replica raced it, say) each day is taken on its own instead.
+async fn attempts(state: &AppState, days: &[CollectionDay], today: NaiveDate) -> usize {
+    let batch = async {
+        let mut tx = state.deps.db.begin().await?;
+        let mut queued = Vec::new();
+        for d in days {
+            if let Some(q) = attempt_in(state, &mut tx, d, today).await? {
+                queued.push(q);
+            }
+        }
+        tx.commit().await?;
+        Ok::<_, ApiError>(queued)
     }
-    if d.day != today || d.prompts >= PROMPTS_PER_DAY {
-        return close_day(tx, d, "over", now).await;
-    }
-    let Some(c) = store::find_contract(&mut tx, d.contract_id, "").await? else {
-        return close_day(tx, d, "no_contract", now).await;
-    };
-    if c.status != ContractStatus::Active {
-        return close_day(tx, d, "not_active", now).await;
-    }
-    let Some(settings) = money::find_settings(&mut tx, c.id).await? else {
-        return close_day(tx, d, "no_settings", now).await;
-    };
-    let book = store::load_book(&mut tx, &c).await?;
-    let owed: i64 = book
-        .lines
-        .iter()
-        .filter(|l| l.number > 0 && l.due_date <= today)
-        .map(|l| l.total_outstanding())
-        .sum::<i64>()
-        - book.credit_minor;
-    if owed <= 0 {
-        return close_day(tx, d, "paid", now).await;
-    }
-    if !rail_takes(settings.rail, c.currency) {
-        return close_day(tx, d, "rail_refuses_currency", now).await;
-    }
-    let phone = match deps.keyring.decrypt_string(PHONE_FIELD, &settings.phone) {
-        Ok(p) => p,
+    .await;
+    let queued = match batch {
+        Ok(q) => q,
         Err(e) => {
-            tracing::error!(contract = %c.id, "the payer's phone does not decrypt: {e}");
-            return close_day(tx, d, "phone_unreadable", now).await;
+            tracing::debug!("a batch of collection attempts fell back to one by one: {e}");
+            let mut queued = Vec::new();
+            for d in days {
+                let one = async {
+                    let mut tx = state.deps.db.begin().await?;
+                    let q = attempt_in(state, &mut tx, d, today).await?;
+                    tx.commit().await?;
+                    Ok::<_, ApiError>(q)
+                }
+                .await;
+                match one {
+                    Ok(Some(q)) => queued.push(q),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(contract = %d.contract_id, "a collection attempt failed: {e}")
+                    }
+                }
+            }
+            queued
         }
     };
-    let amount = settings.rail.round_up(owed, c.currency);
-    let queued = queue(
-        state,
-        &mut tx,
-        NewPrompt {
-            contract_id: c.id,
-            customer_id: c.customer_id,
-            rail: settings.rail,
-            phone: phone.clone(),
-            amount_minor: amount,
-            currency: c.currency,
-            origin: Origin::Schedule,
-            requested_by: None,
-            collection_day: Some(d.day),
-        },
-    )
+    let sent = queued.len();
+    let outcomes = futures::future::join_all(queued.into_iter().map(|q| async move {
+        let outcome = push(state, &q.request, &q.phone, &q.account).await;
+        (q.request, outcome)
+    }))
     .await;
-    let request = match queued {
-        Ok(r) => r,
-        Err(ApiError::Conflict(_)) => {
+    record_sends(state, outcomes).await;
+    sent
+}
+
+/// One due attempt inside the caller's transaction: claims it, works out
+/// what is owed and queues the prompt, or moves the day on without one.
+async fn attempt_in(
+    state: &AppState,
+    tx: &mut Tx,
+    d: &CollectionDay,
+    today: NaiveDate,
+) -> Result<Option<Queued>, ApiError> {
+    let deps = &state.deps;
+    let now = deps.clock.now();
+    if !money::claim_attempt(tx, d, now).await? {
+        return Ok(None);
+    }
+    let closed = 'decide: {
+        if d.day != today || d.prompts >= PROMPTS_PER_DAY {
+            break 'decide "over";
+        }
+        let Some(c) = store::find_contract(tx, d.contract_id, "").await? else {
+            break 'decide "no_contract";
+        };
+        if c.status != ContractStatus::Active {
+            break 'decide "not_active";
+        }
+        let Some(settings) = money::find_settings(tx, c.id).await? else {
+            break 'decide "no_settings";
+        };
+        let book = store::load_book(tx, &c).await?;
+        let owed: i64 = book
+            .lines
+            .iter()
+            .filter(|l| l.number > 0 && l.due_date <= today)
+            .map(|l| l.total_outstanding())
+            .sum::<i64>()
+            - book.credit_minor;
+        if owed <= 0 {
+            break 'decide "paid";
+        }
+        if !rail_takes(settings.rail, c.currency) {
+            break 'decide "rail_refuses_currency";
+        }
+        let phone = match deps.keyring.decrypt_string(PHONE_FIELD, &settings.phone) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(contract = %c.id, "the payer's phone does not decrypt: {e}");
+                break 'decide "phone_unreadable";
+            }
+        };
+        if money::in_flight(tx, c.id, &settings.phone_index).await? {
             // Another prompt is out for this contract or phone: wait for it.
-            drop(tx);
-            let mut conn = deps.db.writer().acquire().await?;
             money::schedule_day(
-                &mut conn,
+                tx,
                 d.contract_id,
                 d.day,
                 Some(now + Duration::minutes(2)),
                 "in_flight",
-                false,
+                true,
                 now,
             )
             .await?;
-            return Ok(false);
+            return Ok(None);
         }
-        Err(e) => return Err(e),
+        let request = queue(
+            state,
+            tx,
+            NewPrompt {
+                contract_id: c.id,
+                customer_id: c.customer_id,
+                rail: settings.rail,
+                phone: phone.clone(),
+                amount_minor: settings.rail.round_up(owed, c.currency),
+                currency: c.currency,
+                origin: Origin::Schedule,
+                requested_by: None,
+                collection_day: Some(d.day),
+            },
+        )
+        .await?;
+        return Ok(Some(Queued {
+            request,
+            phone,
+            account: c.account_number,
+        }));
     };
-    tx.commit().await?;
-    send(state, &request, &phone, &c.account_number).await;
-    Ok(true)
-}
-
-/// Closes a day without a prompt, giving back the attempt just claimed.
-async fn close_day(
-    mut tx: Tx,
-    d: &CollectionDay,
-    outcome: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, ApiError> {
-    money::schedule_day(&mut tx, d.contract_id, d.day, None, outcome, true, now).await?;
-    tx.commit().await?;
-    Ok(false)
+    // Closed without a prompt: the attempt just claimed is given back.
+    money::schedule_day(tx, d.contract_id, d.day, None, closed, true, now).await?;
+    Ok(None)
 }
 
 /// The collector as a background job: a pass every `collect_poll` of real

@@ -192,10 +192,16 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
     });
     let daily = state.clone();
     let collector = state.clone();
-    let jobs: Vec<Job> = vec![
+    let mut jobs: Vec<Job> = vec![
         Box::new(move |shutdown| ops::run_daily(daily, shutdown).boxed()),
         Box::new(move |shutdown| collect::run(collector, shutdown).boxed()),
     ];
+    if let Some(queue) = state.take_credit_queue() {
+        let writer = state.clone();
+        jobs.push(Box::new(move |shutdown| {
+            collect::run_credits(writer, queue, shutdown).boxed()
+        }));
+    }
     let readiness: Vec<Arc<dyn miliki_platform::http::ReadinessCheck>> = vec![
         Arc::new(rails::RailReady(state.rails.clone(), rails::Rail::Mpesa)),
         Arc::new(rails::RailReady(state.rails.clone(), rails::Rail::MtnMomo)),

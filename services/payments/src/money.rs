@@ -175,6 +175,26 @@ pub async fn find_unanswered(
     .transpose()
 }
 
+/// Whether a prompt is in flight for the contract or to the phone.
+pub async fn in_flight(
+    conn: &mut AnyConnection,
+    contract_id: Uuid,
+    phone_index: &str,
+) -> Result<bool, sqlx::Error> {
+    // Two lookups, each on its partial unique index.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM money_requests WHERE contract_id = $1 \
+           AND status IN ('queued', 'sent', 'unknown')) \
+         + (SELECT COUNT(*) FROM money_requests WHERE phone_index = $2 \
+           AND status IN ('queued', 'sent', 'unknown'))",
+    )
+    .bind(contract_id.to_string())
+    .bind(phone_index)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
 pub async fn requests_of_contract(
     conn: &mut AnyConnection,
     contract_id: Uuid,

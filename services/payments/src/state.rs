@@ -131,15 +131,32 @@ pub struct AppState {
     pub deps: ServiceDeps,
     pub config: Arc<Config>,
     pub rails: Arc<Rails>,
+    /// Confirmed money on its way to the credit writer ([`crate::collect::run_credits`]).
+    pub credits: tokio::sync::mpsc::Sender<crate::collect::Confirmed>,
+    credit_queue:
+        Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::collect::Confirmed>>>>,
 }
 
 impl AppState {
     pub fn new(deps: ServiceDeps) -> anyhow::Result<Self> {
+        let (credits, queue) = tokio::sync::mpsc::channel(10_000);
         Ok(Self {
             config: Arc::new(Config::from_settings(&deps.settings)?),
             rails: Arc::new(Rails::from_deps(&deps)?),
+            credits,
+            credit_queue: Arc::new(std::sync::Mutex::new(Some(queue))),
             deps,
         })
+    }
+
+    /// The receiving end of [`AppState::credits`], once: for the credit writer.
+    pub fn take_credit_queue(
+        &self,
+    ) -> Option<tokio::sync::mpsc::Receiver<crate::collect::Confirmed>> {
+        self.credit_queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Today in the operator's time zone, by the injected clock.

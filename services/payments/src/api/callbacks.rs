@@ -46,10 +46,11 @@ fn accepted() -> Json<Value> {
 }
 
 /// Checks a request in the background: the rail gets its answer at once.
-fn check_soon(state: &AppState, id: Uuid) {
+/// `receipt` is the callback's, kept if the rail confirms the payment.
+fn check_soon(state: &AppState, id: Uuid, receipt: Option<String>) {
     let state = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = collect::check(&state, id).await {
+        if let Err(e) = collect::check(&state, id, receipt).await {
             tracing::warn!(request = %id, "checking after a callback failed: {e}");
         }
     });
@@ -70,14 +71,17 @@ pub async fn mpesa_stk(
     let r = callback.body.stk_callback;
     let text = String::from_utf8_lossy(&body);
     let now = state.deps.clock.now();
-    let mut conn = state.deps.db.writer().acquire().await?;
-    match money::find_by_provider_ref(&mut conn, Rail::Mpesa, &r.checkout_request_id).await? {
+    let found = {
+        let mut conn = state.deps.db.reader().acquire().await?;
+        money::find_by_provider_ref(&mut conn, Rail::Mpesa, &r.checkout_request_id).await?
+    };
+    match found {
         Some(request) if request.status.in_flight() => {
+            // Nothing is written here: the rail is asked at once, and its
+            // answer is what counts.
             let whole = request.amount_minor / 10_i64.pow(request.currency.exponent());
-            let receipt = r.receipt();
             let agrees = r.result_code != 0 || r.amount() == Some(whole);
             if !agrees {
-                drop(conn);
                 collect::review(
                     &state,
                     Rail::Mpesa,
@@ -87,29 +91,17 @@ pub async fn mpesa_stk(
                     &text,
                 )
                 .await;
-                conn = state.deps.db.writer().acquire().await?;
             }
-            money::update_request(
-                &mut conn,
-                request.id,
-                &RequestUpdate {
-                    receipt: if agrees && r.result_code == 0 {
-                        receipt.as_deref()
-                    } else {
-                        None
-                    },
-                    check_at: Some(Some(now)),
-                    ..Default::default()
-                },
-                now,
-            )
-            .await?;
-            check_soon(&state, request.id);
+            let receipt = (agrees && r.result_code == 0)
+                .then(|| r.receipt())
+                .flatten();
+            check_soon(&state, request.id, receipt);
         }
         // Settled already: a second delivery changes nothing.
         Some(_) => {}
         None => {
             // A push that got no answer may be this one: same phone, same amount.
+            let mut conn = state.deps.db.writer().acquire().await?;
             let adopted = match (r.result_code, r.phone(), r.amount()) {
                 (0, Some(phone), Some(amount)) => {
                     let index = collect::phone_index(&state, &format!("+{phone}"));
@@ -126,14 +118,14 @@ pub async fn mpesa_stk(
                             status: Some(money::RequestStatus::Sent),
                             provider_ref: Some(&r.checkout_request_id),
                             merchant_ref: Some(&r.merchant_request_id),
-                            receipt: r.receipt().as_deref(),
                             check_at: Some(Some(now)),
                             ..Default::default()
                         },
                         now,
                     )
                     .await?;
-                    check_soon(&state, request.id);
+                    drop(conn);
+                    check_soon(&state, request.id, r.receipt());
                 }
                 None => {
                     drop(conn);
@@ -332,7 +324,7 @@ pub async fn momo(
     match request {
         Some(r) if r.rail == Rail::MtnMomo => {
             if r.status.in_flight() {
-                check_soon(&state, r.id);
+                check_soon(&state, r.id, None);
             }
         }
         _ => {
