@@ -1,13 +1,14 @@
 //! The whole journey in one embedded process: registered by an agent → KYC
 //! approved → bike reserved → application with a statement → approved with a
-//! quote → accepted → contract in payments → deposit paid in cash by the
-//! agent → the bike under contract, the score recording the payment.
+//! quote → accepted → contract in payments → deposit paid by the customer
+//! by M-Pesa STK push (through the sandbox) → the bike under contract, the
+//! score recording the payment.
 
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::common::*;
-use crate::payment_support::{deposit_due, pay};
+use crate::payment_support::{deposit_due, key as idempotency_key, post_idem};
 use crate::support::*;
 
 #[tokio::test]
@@ -67,10 +68,28 @@ async fn from_registration_to_a_bike_under_contract() {
         .get(&format!("/api/v1/contracts/{cid}"), Some(&s.customer.token))
         .await;
 
-    // The agent takes the deposit in cash.
-    let (status, r) = pay(&app, &s.agent.token, cid, deposit_due(&detail)).await;
-    assert_eq!(status, StatusCode::CREATED, "{r}");
-    assert_eq!(r["contract"]["status"], "active");
+    // The customer pays the deposit from the app: an STK push to their phone.
+    let (status, prompt, _) = post_idem(
+        &app,
+        &format!("/api/v1/contracts/{cid}/payments"),
+        &s.customer.token,
+        Some(&idempotency_key()),
+        json!({"amount_minor": deposit_due(&detail), "method": "mpesa", "phone": "+254711000200"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{prompt}");
+    let pid = prompt["id"].as_str().unwrap();
+    app.eventually("the deposit to be confirmed and credited", || async {
+        let (_, p) = app
+            .get(&format!("/api/v1/payments/{pid}"), Some(&s.customer.token))
+            .await;
+        (p["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let (_, detail) = app
+        .get(&format!("/api/v1/contracts/{cid}"), Some(&s.customer.token))
+        .await;
+    assert_eq!(detail["status"], "active");
     app.eventually("the bike to go under contract", || async {
         let (_, v) = app
             .get(

@@ -100,8 +100,21 @@ pub async fn mpesa_stk(
         // Settled already: a second delivery changes nothing.
         Some(_) => {}
         None => {
-            // A push that got no answer may be this one: same phone, same amount.
             let mut conn = state.deps.db.writer().acquire().await?;
+            // The callback can overtake the record of its own push: look
+            // again, now that no write is in between.
+            if let Some(request) =
+                money::find_by_provider_ref(&mut conn, Rail::Mpesa, &r.checkout_request_id).await?
+            {
+                drop(conn);
+                let whole = request.amount_minor / 10_i64.pow(request.currency.exponent());
+                if request.status.in_flight() {
+                    let receipt = (r.amount() == Some(whole)).then(|| r.receipt()).flatten();
+                    check_soon(&state, request.id, receipt);
+                }
+                return Ok(accepted());
+            }
+            // A push that got no answer may be this one: same phone, same amount.
             let adopted = match (r.result_code, r.phone(), r.amount()) {
                 (0, Some(phone), Some(amount)) => {
                     let index = collect::phone_index(&state, &format!("+{phone}"));
