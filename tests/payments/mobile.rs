@@ -763,3 +763,50 @@ async fn insufficient_funds_retries_at_noon_and_five_then_the_contract_falls_int
     );
     assert_eq!(statement(&app, "mpesa", "+254711000091").await.len(), 4);
 }
+
+#[tokio::test]
+async fn a_rail_that_keeps_failing_opens_its_circuit_and_readiness_says_so() {
+    let app = spawn_mobile(|_| {}).await;
+    let f = fixture(&app).await;
+    let (status, ready) = app.get("/health/ready", None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["mpesa"], "ok", "{ready}");
+    // M-Pesa goes down: every call answers 503.
+    let (status, _) = app
+        .post("/sandbox/mpesa/outage", None, json!({"failures": 1000}))
+        .await;
+    assert!(status.is_success());
+    for i in 0..5 {
+        let (status, p) = pay_by(
+            &app,
+            &f.customer.token,
+            f.id(),
+            1_000_00,
+            "mpesa",
+            Some(&format!("+25471100050{i}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{p}");
+        let p = settled(&app, &f.customer.token, p["id"].as_str().unwrap()).await;
+        assert_eq!(p["status"], "failed");
+        assert_eq!(p["rail_code"], "unavailable", "{p}");
+    }
+    // Open: readiness reports the rail degraded (still ready: cash works),
+    // and prompts are refused at once rather than sent into the outage.
+    let (status, ready) = app.get("/health/ready", None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_ne!(ready["checks"]["mpesa"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["mtn_momo"], "ok", "{ready}");
+    let (status, problem) = pay_by(
+        &app,
+        &f.customer.token,
+        f.id(),
+        1_000_00,
+        "mpesa",
+        Some("+254711000509"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    let (status, r) = pay(&app, &f.agent.token, f.id(), 1_000_00).await;
+    assert_eq!(status, StatusCode::CREATED, "cash still works: {r}");
+}
