@@ -745,6 +745,19 @@ async fn insufficient_funds_retries_at_noon_and_five_then_the_contract_falls_int
     set_local(&app, "2026-03-09", "23:00", &mut [&mut f.customer]).await;
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(attempts(&app, &f.customer.token, f.id()).await.len(), 3);
+    // The day ended unpaid: the customer is told (support's in-app notification).
+    app.eventually("the collection-failed notification", || async {
+        let (_, list) = app
+            .get("/api/v1/notifications?limit=100", Some(&f.customer.token))
+            .await;
+        list["items"]
+            .as_array()
+            .or(list.as_array())?
+            .iter()
+            .any(|n| n["template"] == "collection_failed")
+            .then_some(())
+    })
+    .await;
     // The next day the installment is overdue, and collection tries again.
     set_local(&app, "2026-03-10", "07:00", &mut [&mut f.customer]).await;
     let list = failed_attempts(&app, &f, 4).await;

@@ -185,6 +185,7 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                     "payments.contract.ownership_transferred.v1",
                     "payments.contract.arrears_changed.v1",
                     "payments.payment.received.v1",
+                    "payments.collection.failed.v1",
                     "telematics.risk.detected.v1",
                     "telematics.immobilization.scheduled.v1",
                     "support.ticket.replied.v1",

@@ -44,7 +44,7 @@ pub fn patterns() -> Vec<String> {
 }
 
 /// The events beyond standing (which brings KYC approval) this service reacts to.
-pub const NOTIFIED: [&str; 15] = [
+pub const NOTIFIED: [&str; 16] = [
     "users.kyc.rejected.v1",
     "users.kyc.resubmission_requested.v1",
     "vehicles.reservation.created.v1",
@@ -57,6 +57,7 @@ pub const NOTIFIED: [&str; 15] = [
     "payments.contract.ownership_transferred.v1",
     "payments.contract.arrears_changed.v1",
     "payments.payment.received.v1",
+    "payments.collection.failed.v1",
     "telematics.risk.detected.v1",
     "telematics.immobilization.scheduled.v1",
     "support.ticket.replied.v1",
@@ -261,6 +262,19 @@ async fn apply(
                     "amount": notify::format_money(p.amount_minor, &p.currency),
                     "method": p.method,
                     "payment_id": p.payment_id.to_string(),
+                }),
+            ))
+        }
+        "payments.collection.failed.v1" => {
+            let p: payments::CollectionFailed = serde_json::from_value(event.data.clone())?;
+            Some(message(
+                event,
+                p.customer_id,
+                template("collection_failed")?,
+                json!({
+                    "amount": notify::format_money(p.amount_minor, &p.currency),
+                    "day": p.day,
+                    "rail": if p.rail == "mtn_momo" { "MTN MoMo" } else { "M-Pesa" },
                 }),
             ))
         }

@@ -151,6 +151,24 @@ pub const TEMPLATES: &[Template] = &[
         ),
     },
     Template {
+        name: "collection_failed",
+        category: "payments",
+        priority: "high",
+        vars: &["amount", "day", "rail"],
+        en: (
+            "We could not collect your installment",
+            "We asked {{ rail }} for {{ amount }} on {{ day }} and the payment did not go through. \
+             Pay any time from the app or to our paybill with your account number, or top up and we will try again.",
+            "Miliki: we could not collect {{ amount }} by {{ rail }} today. Please pay via paybill or the app.",
+        ),
+        sw: (
+            "Hatukuweza kukusanya awamu yako",
+            "Tuliomba {{ amount }} kupitia {{ rail }} tarehe {{ day }} lakini malipo hayakufanikiwa. \
+             Lipa wakati wowote kupitia programu au paybill yetu ukitumia nambari ya akaunti yako, au weka pesa na tutajaribu tena.",
+            "Miliki: hatukuweza kukusanya {{ amount }} kupitia {{ rail }} leo. Tafadhali lipa kupitia paybill au programu.",
+        ),
+    },
+    Template {
         name: "payment_received",
         category: "payments",
         priority: "normal",
