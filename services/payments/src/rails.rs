@@ -74,12 +74,18 @@ impl Rails {
         let secret = match extra(s, "callback_secret") {
             Some(secret) if secret.len() >= 16 => secret,
             Some(_) => anyhow::bail!("MILIKI_CALLBACK_SECRET must be at least 16 characters"),
-            None if s.is_production() => {
+            None if s.is_production() && enabled.iter().any(|on| *on) => {
                 anyhow::bail!("production needs MILIKI_CALLBACK_SECRET (the callback URLs' secret path segment)")
             }
             // Development: derived from the blind-index key, so it survives
             // restarts and nobody without the secrets file can guess it.
-            None => deps.keyring.blind_index("payments.callback_path", "v1")[..32].to_owned(),
+            None => deps
+                .keyring
+                .blind_index("payments.callback_path", "v1")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(32)
+                .collect(),
         };
         let callback_base = extra(s, "callback_base_url")
             .unwrap_or_else(|| deps.service_url("payments"))
