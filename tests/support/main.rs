@@ -1166,18 +1166,23 @@ async fn a_failing_provider_is_retried_with_backoff_and_sms_fails_over() {
         (sandbox(&app, "push").await.len() == 1).then_some(())
     })
     .await;
-    let (_, detail) = app
-        .get(
-            &format!("/api/v1/notifications/{}", push["id"].as_str().unwrap()),
-            Some(&customer.token),
-        )
+    // The provider has it; its delivery is recorded just after.
+    let steps: Vec<String> = app
+        .eventually("the push delivery to be recorded", || async {
+            let (_, detail) = app
+                .get(
+                    &format!("/api/v1/notifications/{}", push["id"].as_str().unwrap()),
+                    Some(&customer.token),
+                )
+                .await;
+            let steps: Vec<String> = detail["deliveries"]
+                .as_array()?
+                .iter()
+                .filter_map(|d| d["status"].as_str().map(str::to_owned))
+                .collect();
+            (steps.last().map(String::as_str) == Some("sent")).then_some(steps)
+        })
         .await;
-    let steps: Vec<&str> = detail["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap())
-        .collect();
     assert_eq!(steps, ["queued", "failed", "retry_scheduled", "sent"]);
     let (_, detail) = app
         .get(
