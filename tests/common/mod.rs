@@ -352,19 +352,24 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// Polls `check` until it returns Some, for effects that travel over the bus.
+    /// Polls `check` until it returns Some, for effects that travel over the
+    /// bus. Up to 15 s: on PostgreSQL and RabbitMQ with every test of a
+    /// binary running at once on two cores, a few seconds is not rare.
     pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
             if let Some(v) = check().await {
                 return v;
             }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}");
+            }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("timed out waiting for {what}");
     }
 }
 
