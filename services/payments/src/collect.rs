@@ -63,7 +63,7 @@ fn rail_phone(e164: &str) -> String {
 }
 
 /// Whole units for the rail (amounts are rounded up before they get here).
-fn whole_units(amount_minor: i64, currency: Currency) -> i64 {
+pub fn whole_units(amount_minor: i64, currency: Currency) -> i64 {
     amount_minor / 10_i64.pow(currency.exponent())
 }
 

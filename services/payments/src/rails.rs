@@ -14,8 +14,9 @@ use miliki_mobile_money::daraja::{Daraja, DarajaConfig};
 use miliki_mobile_money::momo::{Momo, MomoConfig};
 use miliki_mobile_money::sandbox::defaults;
 use miliki_mobile_money::RailError;
-use miliki_platform::config::Settings;
 use miliki_platform::money::Currency;
+
+use crate::state::extra_str;
 
 miliki_platform::string_enum!(
     /// A mobile-money rail.
@@ -32,14 +33,6 @@ impl Rail {
     pub fn round_up(self, amount_minor: i64, currency: Currency) -> i64 {
         let unit = 10_i64.pow(currency.exponent());
         amount_minor.div_euclid(unit) * unit + if amount_minor % unit > 0 { unit } else { 0 }
-    }
-}
-
-fn extra(settings: &Settings, key: &str) -> Option<String> {
-    match settings.extra.get(key) {
-        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -62,16 +55,16 @@ impl Rails {
     pub fn from_deps(deps: &ServiceDeps) -> anyhow::Result<Self> {
         let s = &deps.settings;
         let configured =
-            extra(s, "mpesa_base_url").is_some() || extra(s, "momo_base_url").is_some();
-        let sandbox_base = extra(s, "sandbox_url").unwrap_or_else(|| deps.base_url.clone());
+            extra_str(s, "mpesa_base_url").is_some() || extra_str(s, "momo_base_url").is_some();
+        let sandbox_base = extra_str(s, "sandbox_url").unwrap_or_else(|| deps.base_url.clone());
         let sandbox_base = sandbox_base.trim_end_matches('/').to_owned();
         // In production a rail without its base URL is off: the sandboxes
         // are for development only.
         let enabled = [
-            !s.is_production() || extra(s, "mpesa_base_url").is_some(),
-            !s.is_production() || extra(s, "momo_base_url").is_some(),
+            !s.is_production() || extra_str(s, "mpesa_base_url").is_some(),
+            !s.is_production() || extra_str(s, "momo_base_url").is_some(),
         ];
-        let secret = match extra(s, "callback_secret") {
+        let secret = match extra_str(s, "callback_secret") {
             Some(secret) if secret.len() >= 16 => secret,
             Some(_) => anyhow::bail!("MILIKI_CALLBACK_SECRET must be at least 16 characters"),
             None if s.is_production() && enabled.iter().any(|on| *on) => {
@@ -87,17 +80,17 @@ impl Rails {
                 .take(32)
                 .collect(),
         };
-        let callback_base = extra(s, "callback_base_url")
+        let callback_base = extra_str(s, "callback_base_url")
             .unwrap_or_else(|| deps.service_url("payments"))
             .trim_end_matches('/')
             .to_owned();
         let mpesa_callbacks = format!("{callback_base}/api/v1/callbacks/mpesa/{secret}");
         let timeout = Duration::from_millis(
-            extra(s, "rails_timeout_ms")
+            extra_str(s, "rails_timeout_ms")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10_000),
         );
-        let or = |key: &str, default: &str| extra(s, key).unwrap_or_else(|| default.to_owned());
+        let or = |key: &str, default: &str| extra_str(s, key).unwrap_or_else(|| default.to_owned());
         let mpesa = Daraja::new(
             DarajaConfig {
                 base_url: or("mpesa_base_url", &format!("{sandbox_base}/sandbox/mpesa")),
@@ -141,7 +134,7 @@ impl Rails {
             enabled,
             callback_secret: secret,
             validate_accounts: !matches!(
-                extra(s, "mpesa_c2b_validate_accounts").as_deref(),
+                extra_str(s, "mpesa_c2b_validate_accounts").as_deref(),
                 Some("false" | "0" | "no")
             ),
             sandboxed: !configured,

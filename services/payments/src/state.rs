@@ -34,11 +34,10 @@ pub struct Config {
     pub collect_poll: Duration,
     /// Prompts and checks the collector has out at once.
     pub collect_concurrency: usize,
-    /// How long the sandboxes' simulated payers take to answer.
-    pub sandbox_answer_after: Duration,
 }
 
-fn extra_str(settings: &Settings, key: &str) -> Option<String> {
+/// A service setting as trimmed text (strings and numbers), if set.
+pub(crate) fn extra_str(settings: &Settings, key: &str) -> Option<String> {
     match settings.extra.get(key) {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -94,7 +93,6 @@ impl Config {
             arrears_batch: batch,
             collect_poll: Duration::from_millis(number("payments_collect_poll_ms", 1000).max(10)),
             collect_concurrency: number("payments_collect_concurrency", 64).clamp(1, 1024) as usize,
-            sandbox_answer_after: Duration::from_millis(number("sandbox_answer_ms", 100)),
         })
     }
 

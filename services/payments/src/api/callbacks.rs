@@ -79,7 +79,7 @@ pub async fn mpesa_stk(
         Some(request) if request.status.in_flight() => {
             // Nothing is written here: the rail is asked at once, and its
             // answer is what counts.
-            let whole = request.amount_minor / 10_i64.pow(request.currency.exponent());
+            let whole = collect::whole_units(request.amount_minor, request.currency);
             let agrees = r.result_code != 0 || r.amount() == Some(whole);
             if !agrees {
                 collect::review(
@@ -107,7 +107,7 @@ pub async fn mpesa_stk(
                 money::find_by_provider_ref(&mut conn, Rail::Mpesa, &r.checkout_request_id).await?
             {
                 drop(conn);
-                let whole = request.amount_minor / 10_i64.pow(request.currency.exponent());
+                let whole = collect::whole_units(request.amount_minor, request.currency);
                 if request.status.in_flight() {
                     let receipt = (r.amount() == Some(whole)).then(|| r.receipt()).flatten();
                     check_soon(&state, request.id, receipt);
