@@ -14,6 +14,7 @@ use miliki_platform::config::Settings;
 
 mod bench;
 mod bench_collections;
+mod bench_import;
 mod bench_payments;
 mod bench_telematics;
 mod import;
@@ -139,6 +140,8 @@ enum BenchCommand {
     Collections(bench_collections::CollectionsArgs),
     /// Simulated Teltonika trackers over TCP: memory per connection, positions/s, ack latency.
     Telematics(bench_telematics::TelematicsArgs),
+    /// The inventory importer alone (as `vehicles import` runs it): rows/s into fresh databases.
+    Import(bench_import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -162,6 +165,16 @@ enum KeysCommand {
     /// Add a new data key, make it active and re-encrypt every field under it.
     /// With keys from configuration, re-encrypts under the configured active key.
     Rotate,
+    /// Add a new blind-index key (phone and email lookups), make it active
+    /// and re-index every account under it; running servers keep finding
+    /// everyone throughout. With keys from configuration, re-indexes under
+    /// the configured active blind key.
+    RotateBlind,
+    /// Drop an old blind-index key, refused while any account is still indexed under it.
+    RetireBlind {
+        /// The key's id, e.g. `b1`.
+        id: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -170,14 +183,35 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.common.data_dir {
         settings.data_dir = dir;
     }
-    miliki_platform::telemetry::init(settings.log_format);
-    if let Some(limit) = miliki_platform::server::raise_file_limit() {
-        tracing::debug!(limit, "open-file limit");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli.command, settings))
+    // Traces only where a process serves requests, named after what it runs.
+    let otlp = match (&cli.command, settings.otlp_endpoint()) {
+        (Command::Serve { only, .. }, Some(endpoint)) => {
+            Some(miliki_platform::telemetry::OtlpConfig {
+                endpoint,
+                service_name: match only.as_deref() {
+                    None | Some("all") => "miliki".to_owned(),
+                    Some(part) => format!("miliki-{part}"),
+                },
+            })
+        }
+        _ => None,
+    };
+    let telemetry = {
+        // The exporter's batch task lives on this runtime.
+        let _entered = runtime.enter();
+        miliki_platform::telemetry::init_with_otlp(settings.log_format, otlp.as_ref())
+            .context("MILIKI_OTLP_ENDPOINT")?
+    };
+    if let Some(limit) = miliki_platform::server::raise_file_limit() {
+        tracing::debug!(limit, "open-file limit");
+    }
+    let outcome = runtime.block_on(run(cli.command, settings));
+    // Sends the spans still buffered while the runtime can still run the exporter.
+    telemetry.shutdown();
+    outcome
 }
 
 async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
@@ -291,6 +325,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate,
         } => rotate_keys(settings).await,
+        Command::Keys {
+            command: KeysCommand::RotateBlind,
+        } => rotate_blind_key(settings).await,
+        Command::Keys {
+            command: KeysCommand::RetireBlind { id },
+        } => retire_blind_key(settings, &id).await,
         Command::Vehicles {
             command: VehiclesCommand::Import { file, errors },
         } => import::run(settings, &file, errors.as_deref()).await,
@@ -306,6 +346,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Telematics(args),
         } => bench_telematics::telematics(settings, args).await,
+        Command::Bench {
+            command: BenchCommand::Import(args),
+        } => bench_import::import(settings, args).await,
     }
 }
 
@@ -520,5 +563,68 @@ async fn rotate_keys(settings: Settings) -> anyhow::Result<()> {
         "re-encrypted {n} fields under key {}",
         kernel.keyring.active_key_id()
     );
+    Ok(())
+}
+
+async fn rotate_blind_key(settings: Settings) -> anyhow::Result<()> {
+    let secrets = settings.secrets()?;
+    if let Some(path) = &secrets.file {
+        // The new key goes into the secrets file first: running servers re-read
+        // it within seconds and look up under every key they hold meanwhile.
+        let mut material = secrets.keys.clone();
+        let id = material.add_blind_key();
+        let jwt = String::from_utf8(secrets.jwt_secret.clone()).context("jwt secret")?;
+        miliki_platform::config::write_secrets_file(path, &jwt, &material)?;
+        println!(
+            "added blind-index key {id} to {} and made it active",
+            path.display()
+        );
+    } else {
+        println!("keys come from configuration; re-indexing under the configured active blind key");
+    }
+    let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+    let db = kernel.open_db(&miliki_users::SERVICE).await?;
+    let n = miliki_users::admin::reindex_contacts(&db, &kernel.keyring, None).await?;
+    let usage = miliki_users::admin::blind_key_usage(&db).await?;
+    db.close().await;
+    let active = kernel.keyring.active_blind_key_id();
+    println!("re-indexed {n} accounts under blind-index key {active}");
+    for id in kernel.keyring.blind_key_ids() {
+        if id != active && !usage.iter().any(|(k, n)| *k == id && *n > 0) {
+            println!("no account uses blind-index key {id} any more: `miliki keys retire-blind {id}` drops it");
+        }
+    }
+    Ok(())
+}
+
+async fn retire_blind_key(settings: Settings, id: &str) -> anyhow::Result<()> {
+    let secrets = settings.secrets()?;
+    if secrets.keys.active_blind_id().as_deref() == Some(id) {
+        anyhow::bail!("blind-index key {id} is the active one; rotate to a new one first");
+    }
+    if !secrets.keys.blind_keys().contains_key(id) {
+        anyhow::bail!("there is no blind-index key {id}");
+    }
+    let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
+    let db = kernel.open_db(&miliki_users::SERVICE).await?;
+    // Catch up rows a server wrote under the old key before it heard of the new one.
+    miliki_users::admin::reindex_contacts(&db, &kernel.keyring, None).await?;
+    let usage = miliki_users::admin::blind_key_usage(&db).await?;
+    db.close().await;
+    if let Some((_, n)) = usage.iter().find(|(k, n)| k == id && *n > 0) {
+        anyhow::bail!("{n} accounts are still indexed under blind-index key {id}; run `miliki keys rotate-blind` to re-index them first");
+    }
+    match &secrets.file {
+        Some(path) => {
+            let mut material = secrets.keys.clone();
+            material.remove_blind_key(id)?;
+            let jwt = String::from_utf8(secrets.jwt_secret.clone()).context("jwt secret")?;
+            miliki_platform::config::write_secrets_file(path, &jwt, &material)?;
+            println!("retired blind-index key {id} from {}", path.display());
+        }
+        None => println!(
+            "no account uses blind-index key {id}: remove it from MILIKI_BLIND_INDEX_KEYS (or MILIKI_BLIND_INDEX_KEY) and restart"
+        ),
+    }
     Ok(())
 }

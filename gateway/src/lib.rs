@@ -34,7 +34,8 @@ pub mod proxy;
 pub enum Upstream {
     /// Its router, in this process.
     InProcess(Router),
-    /// Its base URL, e.g. `http://10.0.0.5:8081`.
+    /// Its base URL, e.g. `http://10.0.0.5:8081`, or several replicas'
+    /// separated by commas (`http://a:8081,http://b:8081`), balanced here.
     Remote(String),
     /// It could not start; its routes answer 503 with this reason.
     Unavailable(String),
@@ -88,7 +89,12 @@ impl Gateway {
                         &base,
                         client.clone(),
                     )));
-                    let target = proxy::Target::new(route.service, &base, client.clone());
+                    let pool = Arc::new(proxy::Pool::new(
+                        route.service,
+                        &base,
+                        settings.upstream_cooldown(),
+                    ));
+                    let target = proxy::Target::new(pool, client.clone());
                     for area in route.areas {
                         let handler = any(proxy::forward).with_state(target.clone());
                         api = api

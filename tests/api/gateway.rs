@@ -182,3 +182,180 @@ async fn a_service_that_cannot_start_answers_503_and_the_rest_keeps_working() {
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
+
+/// A stand-in replica of the users service: a real HTTP server that says
+/// which replica answered and counts what it served.
+struct Replica {
+    name: &'static str,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Replica {
+    async fn start(name: &'static str, port: u16) -> Self {
+        Self::start_counting(name, port, Default::default()).await
+    }
+
+    async fn start_counting(
+        name: &'static str,
+        port: u16,
+        served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
+        use axum::routing::get;
+        let counter = served.clone();
+        let router = axum::Router::new()
+            .route(
+                "/api/v1/users/me",
+                get(move || {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        axum::Json(json!({ "replica": name }))
+                    }
+                }),
+            )
+            .route(
+                "/health/ready",
+                get(|| async { axum::Json(json!({"status": "ready", "checks": {}})) }),
+            );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind replica");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            name,
+            served,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn served(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops listening and closes its connections, like a killed process.
+    async fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `n` reads through the gateway; returns which replica answered each.
+async fn reads(client: &reqwest::Client, base: &str, n: usize) -> Vec<String> {
+    let mut answered = Vec::new();
+    for _ in 0..n {
+        let resp = client
+            .get(format!("{base}/api/v1/users/me"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answered.push(body["replica"].as_str().unwrap_or_default().to_owned());
+    }
+    answered
+}
+
+#[tokio::test]
+async fn the_gateway_balances_replicas_and_routes_around_a_dead_one() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = Replica::start("a", port_a).await;
+    let b = Replica::start("b", port_b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path()).await;
+    settings.extra.insert(
+        "users_url".into(),
+        format!("http://127.0.0.1:{port_a}, http://127.0.0.1:{port_b}/").into(),
+    );
+    settings
+        .extra
+        .insert("upstream_cooldown_secs".into(), json!(1));
+    let clock = std::sync::Arc::new(miliki_platform::clock::SystemClock);
+    let kernel = miliki::runtime::Kernel::new(settings, clock).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = miliki::runtime::Runtime::start(kernel, miliki::runtime::Role::Gateway, listener)
+        .await
+        .unwrap();
+    let base = format!("http://{}", gateway.addr);
+    let client = reqwest::Client::new();
+
+    // Both replicas take traffic.
+    let answered = reads(&client, &base, 20).await;
+    assert!(answered.iter().any(|r| r == "a"), "{answered:?}");
+    assert!(answered.iter().any(|r| r == "b"), "{answered:?}");
+    assert_eq!(a.served() + b.served(), 20);
+    let (status, ready) = app_get(&client, &base, "/health/ready").await;
+    assert_eq!(ready["checks"]["upstream_users"], "ok", "{status} {ready}");
+
+    // One dies: every read still succeeds, on the other (a read that met the
+    // dead one first is retried there), and readiness still holds.
+    a.kill().await;
+    let served_by_b = b.served();
+    let answered = reads(&client, &base, 20).await;
+    assert!(answered.iter().all(|r| r == "b"), "{answered:?}");
+    assert_eq!(b.served(), served_by_b + 20);
+    let (_, ready) = app_get(&client, &base, "/health/ready").await;
+    assert_eq!(ready["checks"]["upstream_users"], "ok", "{ready}");
+
+    // It comes back on its address: after the cool-down it gets traffic again.
+    let a = Replica::start_counting("a", port_a, a.served.clone()).await;
+    let before = a.served();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while a.served() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica {} never got traffic back",
+            a.name
+        );
+        reads(&client, &base, 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answered = reads(&client, &base, 20).await;
+    assert!(answered.iter().any(|r| r == "a"), "{answered:?}");
+    assert!(answered.iter().any(|r| r == "b"), "{answered:?}");
+
+    // Both gone: a clear 503 problem, not a hang.
+    let (mut a, mut b) = (a, b);
+    a.kill().await;
+    b.kill().await;
+    let (status, body) = app_get(&client, &base, "/api/v1/users/me").await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service-unavailable",
+    );
+    gateway.stop().await.unwrap();
+}
+
+async fn app_get(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> (StatusCode, serde_json::Value) {
+    let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or_default())
+}

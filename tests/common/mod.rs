@@ -352,6 +352,28 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The `n`th (1-based) one-time code the SMS sandbox received for
+    /// `phone`, waiting for it to arrive.
+    pub async fn phone_code(&self, phone: &str, n: usize) -> String {
+        self.eventually("the phone code by SMS", || async {
+            let (s, messages) = self.get("/sandbox/sms/messages", None).await;
+            assert_eq!(s, StatusCode::OK, "{messages}");
+            let codes: Vec<String> = messages
+                .as_array()?
+                .iter()
+                .filter(|m| m["request"]["to"] == phone)
+                .filter_map(|m| {
+                    let text = m["request"]["message"].as_str()?;
+                    text.split(|c: char| !c.is_ascii_digit())
+                        .find(|w| w.len() == 6)
+                        .map(str::to_owned)
+                })
+                .collect();
+            codes.get(n - 1).cloned()
+        })
+        .await
+    }
+
     /// Polls `check` until it returns Some, for effects that travel over the
     /// bus. Up to 15 s: on PostgreSQL and RabbitMQ with every test of a
     /// binary running at once on two cores, a few seconds is not rare.

@@ -1,5 +1,7 @@
 //! Every event type any service publishes, with its payload. Payloads carry
-//! ids and facts, never personal data such as phone numbers or names.
+//! ids and facts, never personal data such as phone numbers or names in the
+//! clear: the one exception, a phone and its one-time code on their way to the
+//! SMS channel, travels sealed with the platform's data keys.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -61,6 +63,36 @@ pub mod users {
         "users.user.credentials_changed.v1",
         user_id
     );
+
+    /// A one-time code was issued for an account's phone (at registration, on
+    /// a resend, or when the phone changed). The phone and the code are sealed
+    /// (AES-256-GCM, base64) under the fields [`PHONE_FIELD`] and
+    /// [`CODE_FIELD`], so only services holding the data keys can read them.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PhoneCodeIssued {
+        pub user_id: Uuid,
+        pub phone_sealed: String,
+        pub code_sealed: String,
+        pub expires_at: chrono::DateTime<chrono::Utc>,
+    }
+    event!(PhoneCodeIssued, "users.phone.code_issued.v1", user_id);
+
+    /// The field name a sealed phone in an event is encrypted under.
+    pub const PHONE_FIELD: &str = "event.phone";
+    /// The field name a sealed one-time code is encrypted under.
+    pub const CODE_FIELD: &str = "event.phone_code";
+
+    /// An account's phone was proven to be its owner's: by the code, or by the
+    /// operator who created the account. `phone_sealed` as in [`PhoneCodeIssued`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct PhoneVerified {
+        pub user_id: Uuid,
+        pub phone_sealed: String,
+        /// Who entered the code: the customer, or the agent beside them; `None`
+        /// for an account the operator created.
+        pub verified_by: Option<Uuid>,
+    }
+    event!(PhoneVerified, "users.phone.verified.v1", user_id);
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct KycSubmitted {
@@ -372,6 +404,24 @@ pub mod payments {
         "payments.collection.failed.v1",
         contract_id
     );
+
+    /// An unpaid installment of a contract taking payments falls due in
+    /// `days_before` days (2, or 0 for the day itself): the reminder sends.
+    /// Published once per (contract, installment, days_before), on that day only.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct InstallmentDue {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub installment: u32,
+        /// The operator's calendar date, `YYYY-MM-DD`.
+        pub due_date: String,
+        /// What collection will ask for on the due date: this installment and any
+        /// earlier one still unpaid, less credit waiting on the contract.
+        pub amount_due_minor: i64,
+        pub currency: String,
+        pub days_before: i64,
+    }
+    event!(InstallmentDue, "payments.installment.due.v1", contract_id);
 }
 
 /// Events of the telematics service.

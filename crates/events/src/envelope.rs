@@ -26,10 +26,19 @@ pub struct Event {
     pub subject: Option<String>,
     pub datacontenttype: String,
     pub data: serde_json::Value,
+    /// The CloudEvents distributed-tracing extension: the W3C trace context
+    /// of the request (or handler) that caused the event, so its consumers
+    /// continue the same trace. Absent when traces are not exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 impl Event {
+    /// A new event; made within a traced span, it carries that span's trace context.
     pub fn new<P: EventPayload>(source: &str, time: DateTime<Utc>, payload: &P) -> Self {
+        let trace = miliki_platform::telemetry::current();
         Self {
             specversion: "1.0".into(),
             id: miliki_platform::id::new_id(),
@@ -39,7 +48,31 @@ impl Event {
             subject: payload.subject(),
             datacontenttype: "application/json".into(),
             data: serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),
+            traceparent: trace.as_ref().map(|t| t.traceparent.clone()),
+            tracestate: trace.and_then(|t| t.tracestate),
         }
+    }
+
+    /// A span for handling this event that continues the trace it carries.
+    pub fn handler_span(&self, consumer: &str) -> tracing::Span {
+        let span = tracing::info_span!(
+            "event",
+            consumer,
+            event_type = %self.event_type,
+            event_id = %self.id,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        if miliki_platform::telemetry::tracing_enabled() {
+            span.record("otel.kind", "consumer");
+            span.record("otel.name", format!("{consumer} {}", self.event_type));
+            miliki_platform::telemetry::continue_from(
+                &span,
+                self.traceparent.as_deref(),
+                self.tracestate.as_deref(),
+            );
+        }
+        span
     }
 
     /// The payload, if this event is of type `P`.

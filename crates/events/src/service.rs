@@ -100,8 +100,6 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                     "payments.contract.activated.v1",
                     "payments.contract.paid_off.v1",
                 ])
-                // Its own events too: they invalidate its shared search cache.
-                .chain(["vehicles.vehicle.#", "vehicles.reservation.#"])
                 .map(str::to_owned)
                 .collect(),
         ),
@@ -110,8 +108,11 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
             crate::standing::PATTERNS
                 .iter()
                 .copied()
-                // Who onboarded each customer, vehicles' prices, accepted applications.
+                // Who onboarded each customer, whose phone is verified, vehicles'
+                // prices, accepted applications.
                 .chain([
+                    "users.phone.code_issued.v1",
+                    "users.phone.verified.v1",
                     "vehicles.vehicle.listed.v1",
                     "credit.application.accepted.v1",
                 ])
@@ -175,6 +176,8 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                 .chain([
                     "users.kyc.rejected.v1",
                     "users.kyc.resubmission_requested.v1",
+                    "users.phone.code_issued.v1",
+                    "users.phone.verified.v1",
                     "vehicles.reservation.created.v1",
                     "vehicles.reservation.expired.v1",
                     "vehicles.reservation.cancelled.v1",
@@ -186,6 +189,7 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                     "payments.contract.arrears_changed.v1",
                     "payments.payment.received.v1",
                     "payments.collection.failed.v1",
+                    "payments.installment.due.v1",
                     "telematics.risk.detected.v1",
                     "telematics.immobilization.scheduled.v1",
                     "support.ticket.replied.v1",

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -53,6 +54,11 @@ pub struct Settings {
     pub encryption_keys: Option<String>,
     pub encryption_active_key: Option<String>,
     pub blind_index_key: Option<String>,
+    /// Blind-index keys with ids for rotation, `b1:BASE64,b2:BASE64`; a lone
+    /// `blind_index_key` is `b1`. The active one is `blind_index_active_key`,
+    /// else the newest.
+    pub blind_index_keys: Option<String>,
+    pub blind_index_active_key: Option<String>,
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
     /// Login attempts allowed for one account from one client address in a
@@ -125,6 +131,8 @@ impl Default for Settings {
             encryption_keys: None,
             encryption_active_key: None,
             blind_index_key: None,
+            blind_index_keys: None,
+            blind_index_active_key: None,
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             login_max_failures: 5,
@@ -254,7 +262,23 @@ impl Settings {
         }
     }
 
-    /// Where the gateway reaches `service` in distributed mode.
+    /// How long the gateway skips a replica that failed
+    /// (`upstream_cooldown_secs`, fractions allowed; default 10 s).
+    pub fn upstream_cooldown(&self) -> Duration {
+        self.extra_str("upstream_cooldown_secs")
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(10))
+    }
+
+    /// Where traces are exported (`otlp_endpoint`, an OTLP/HTTP URL); none: not at all.
+    pub fn otlp_endpoint(&self) -> Option<String> {
+        self.extra_str("otlp_endpoint")
+    }
+
+    /// Where the gateway reaches `service` in distributed mode (one base URL
+    /// or a comma-separated list of replicas).
     pub fn service_url(&self, service: &str) -> Option<String> {
         self.extra_str(&format!("{service}_url"))
     }
@@ -272,15 +296,12 @@ impl Settings {
     /// anything missing is generated once into `<data_dir>/secrets.toml`
     /// (mode 0600); in production anything missing stops the process.
     pub fn secrets(&self) -> Result<Secrets, ConfigError> {
-        let configured = match (
-            &self.jwt_secret,
-            &self.encryption_keys,
-            &self.blind_index_key,
-        ) {
-            (Some(jwt), Some(keys), Some(blind)) => Some((jwt, keys, blind)),
+        let blind_configured = self.blind_index_key.is_some() || self.blind_index_keys.is_some();
+        let configured = match (&self.jwt_secret, &self.encryption_keys) {
+            (Some(jwt), Some(keys)) if blind_configured => Some((jwt, keys)),
             _ => None,
         };
-        if let Some((jwt, keys, blind)) = configured {
+        if let Some((jwt, keys)) = configured {
             if jwt.len() < 32 {
                 return Err(ConfigError::Invalid(
                     "MILIKI_JWT_SECRET must be at least 32 characters".into(),
@@ -292,14 +313,21 @@ impl Settings {
                 Some(active) => active.clone(),
                 None => keys.keys().last().cloned().unwrap_or_default(),
             };
+            let blind_index_keys = match &self.blind_index_keys {
+                Some(list) => KeyMaterial::parse_key_list(list)
+                    .map_err(|e| ConfigError::Invalid(format!("MILIKI_BLIND_INDEX_KEYS: {e}")))?,
+                None => BTreeMap::new(),
+            };
             let material = KeyMaterial {
                 active_key,
                 keys,
-                blind_index_key: blind.clone(),
+                blind_index_key: self.blind_index_key.clone().unwrap_or_default(),
+                blind_index_keys,
+                active_blind_key: self.blind_index_active_key.clone(),
             };
             crate::crypto::Keyring::from_material(&material).map_err(|e| {
                 ConfigError::Invalid(format!(
-                    "MILIKI_ENCRYPTION_KEYS / MILIKI_ENCRYPTION_ACTIVE_KEY / MILIKI_BLIND_INDEX_KEY: {e}"
+                    "MILIKI_ENCRYPTION_KEYS / MILIKI_ENCRYPTION_ACTIVE_KEY / MILIKI_BLIND_INDEX_KEY(S) / MILIKI_BLIND_INDEX_ACTIVE_KEY: {e}"
                 ))
             })?;
             return Ok(Secrets {
@@ -312,7 +340,7 @@ impl Settings {
             let missing: Vec<&str> = [
                 ("MILIKI_JWT_SECRET", self.jwt_secret.is_none()),
                 ("MILIKI_ENCRYPTION_KEYS", self.encryption_keys.is_none()),
-                ("MILIKI_BLIND_INDEX_KEY", self.blind_index_key.is_none()),
+                ("MILIKI_BLIND_INDEX_KEY", !blind_configured),
             ]
             .into_iter()
             .filter_map(|(name, absent)| absent.then_some(name))

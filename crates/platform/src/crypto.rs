@@ -1,6 +1,8 @@
 //! Fields at rest: AES-256-GCM with a random nonce and the key id written into
 //! the ciphertext, so keys can rotate while old rows stay readable; and a keyed
 //! HMAC "blind index" so an encrypted phone or email can still be looked up.
+//! Blind-index keys rotate too: they have ids, one is active (new rows are
+//! indexed under it) and older ones stay for lookups until no row uses them.
 //!
 //! Ciphertext layout: `0x01 | key-id length | key id | 12-byte nonce | sealed`.
 //! The field name is bound in as associated data, so a ciphertext copied into
@@ -36,7 +38,8 @@ pub enum CryptoError {
     Io(#[from] std::io::Error),
 }
 
-/// The data keys (one active, older ones kept for reading) and the blind-index key.
+/// The data keys (one active, older ones kept for reading) and the
+/// blind-index keys (one active, older ones kept for lookups).
 pub struct Keyring {
     state: RwLock<KeyState>,
     /// Where the keys came from; re-read when a ciphertext names a key we do not
@@ -48,7 +51,8 @@ pub struct Keyring {
 struct KeyState {
     keys: BTreeMap<String, Zeroizing<[u8; 32]>>,
     active: String,
-    blind_index_key: Zeroizing<Vec<u8>>,
+    blind_keys: BTreeMap<String, Zeroizing<Vec<u8>>>,
+    active_blind: String,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -59,12 +63,25 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
+/// The id a lone blind-index key (`blind_index_key`, `MILIKI_BLIND_INDEX_KEY`)
+/// goes by, and the key every row indexed before rotation existed names.
+pub const FIRST_BLIND_KEY: &str = "b1";
+
 /// Key material in its stored form: base64 keys by id.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct KeyMaterial {
     pub active_key: String,
     pub keys: BTreeMap<String, String>,
+    /// The first blind-index key, known as [`FIRST_BLIND_KEY`]; empty once
+    /// retired or when all blind keys are in `blind_index_keys`.
+    #[serde(default)]
     pub blind_index_key: String,
+    /// Further blind-index keys by id (`b2`, ...), added by rotation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blind_index_keys: BTreeMap<String, String>,
+    /// The blind key new rows are indexed under; unset: the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_blind_key: Option<String>,
 }
 
 impl KeyMaterial {
@@ -76,6 +93,59 @@ impl KeyMaterial {
             active_key: "k1".to_owned(),
             keys,
             blind_index_key: random_b64(32),
+            blind_index_keys: BTreeMap::new(),
+            active_blind_key: None,
+        }
+    }
+
+    /// Every blind-index key by id, the lone first one as [`FIRST_BLIND_KEY`].
+    pub fn blind_keys(&self) -> BTreeMap<String, String> {
+        let mut all = self.blind_index_keys.clone();
+        if !self.blind_index_key.is_empty() {
+            all.entry(FIRST_BLIND_KEY.to_owned())
+                .or_insert_with(|| self.blind_index_key.clone());
+        }
+        all
+    }
+
+    /// The id of the blind key new rows are indexed under: the configured
+    /// one, else the newest (highest-numbered).
+    pub fn active_blind_id(&self) -> Option<String> {
+        self.active_blind_key.clone().or_else(|| {
+            self.blind_keys()
+                .into_keys()
+                .max_by_key(|id| (id.trim_start_matches('b').parse::<u64>().ok(), id.clone()))
+        })
+    }
+
+    /// Adds a new blind-index key and makes it the active one; returns its id.
+    pub fn add_blind_key(&mut self) -> String {
+        let existing = self.blind_keys();
+        let next = (1..)
+            .map(|n| format!("b{n}"))
+            .find(|id| !existing.contains_key(id))
+            .unwrap_or_else(|| format!("b{}", crate::id::new_id().simple()));
+        self.blind_index_keys.insert(next.clone(), random_b64(32));
+        self.active_blind_key = Some(next.clone());
+        next
+    }
+
+    /// Drops a blind-index key that is not the active one.
+    pub fn remove_blind_key(&mut self, id: &str) -> Result<(), CryptoError> {
+        if self.active_blind_id().as_deref() == Some(id) {
+            return Err(CryptoError::BadKey(format!(
+                "blind key {id} is the active one; rotate first"
+            )));
+        }
+        let removed = self.blind_index_keys.remove(id).is_some();
+        let first = id == FIRST_BLIND_KEY && !self.blind_index_key.is_empty();
+        if first {
+            self.blind_index_key.clear();
+        }
+        if removed || first {
+            Ok(())
+        } else {
+            Err(CryptoError::UnknownKey(id.to_owned()))
         }
     }
 
@@ -139,6 +209,25 @@ impl Keyring {
 
     pub fn active_key_id(&self) -> String {
         self.read().active.clone()
+    }
+
+    /// The id of the blind-index key new rows are indexed under.
+    pub fn active_blind_key_id(&self) -> String {
+        self.read().active_blind.clone()
+    }
+
+    /// The ids of every blind-index key held, the active one first.
+    pub fn blind_key_ids(&self) -> Vec<String> {
+        let state = self.read();
+        std::iter::once(state.active_blind.clone())
+            .chain(
+                state
+                    .blind_keys
+                    .keys()
+                    .filter(|id| **id != state.active_blind)
+                    .cloned(),
+            )
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
@@ -209,16 +298,33 @@ impl Keyring {
             .unwrap_or(false)
     }
 
-    /// The blind index of a normalised value: HMAC-SHA256 keyed separately from
-    /// the data keys, hex-encoded, domain-separated by field.
+    /// The blind index of a normalised value under the active blind key:
+    /// HMAC-SHA256 keyed separately from the data keys, hex-encoded,
+    /// domain-separated by field.
     pub fn blind_index(&self, field: &str, normalised: &str) -> String {
         let state = self.read();
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&state.blind_index_key)
-            .expect("HMAC takes keys of any length");
-        mac.update(field.as_bytes());
-        mac.update(&[0]);
-        mac.update(normalised.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        let key = &state.blind_keys[&state.active_blind];
+        mac_hex(key, field, normalised)
+    }
+
+    /// The blind index of a value under each key held, the active key's
+    /// first: a lookup matches rows indexed before, during or after a rotation.
+    pub fn blind_indexes(&self, field: &str, normalised: &str) -> Vec<String> {
+        let ids = self.blind_key_ids();
+        let state = self.read();
+        ids.iter()
+            .filter_map(|id| state.blind_keys.get(id))
+            .map(|key| mac_hex(key, field, normalised))
+            .collect()
+    }
+
+    /// The blind index under one named key, if it is held.
+    pub fn blind_index_with(&self, key_id: &str, field: &str, normalised: &str) -> Option<String> {
+        let state = self.read();
+        state
+            .blind_keys
+            .get(key_id)
+            .map(|key| mac_hex(key, field, normalised))
     }
 
     /// Re-reads the key file, if the keys came from one.
@@ -252,18 +358,34 @@ impl KeyState {
                 m.active_key
             )));
         }
-        let blind = B64
-            .decode(&m.blind_index_key)
-            .map_err(|_| CryptoError::BadKey("blind index key is not base64".into()))?;
-        if blind.len() < 32 {
-            return Err(CryptoError::BadKey(
-                "blind index key must be at least 32 bytes".into(),
-            ));
+        let mut blind_keys = BTreeMap::new();
+        for (id, b64) in m.blind_keys() {
+            if id.is_empty() || id.len() > 64 {
+                return Err(CryptoError::BadKey(format!("bad blind key id {id:?}")));
+            }
+            let blind = B64
+                .decode(&b64)
+                .map_err(|_| CryptoError::BadKey(format!("blind index key {id} is not base64")))?;
+            if blind.len() < 32 {
+                return Err(CryptoError::BadKey(format!(
+                    "blind index key {id} must be at least 32 bytes"
+                )));
+            }
+            blind_keys.insert(id, Zeroizing::new(blind));
+        }
+        let active_blind = m
+            .active_blind_id()
+            .ok_or_else(|| CryptoError::BadKey("no blind index key".into()))?;
+        if !blind_keys.contains_key(&active_blind) {
+            return Err(CryptoError::BadKey(format!(
+                "active blind index key {active_blind:?} is not among the blind keys"
+            )));
         }
         Ok(Self {
             keys,
             active: m.active_key.clone(),
-            blind_index_key: Zeroizing::new(blind),
+            blind_keys,
+            active_blind,
         })
     }
 }
@@ -282,6 +404,15 @@ fn split(blob: &[u8]) -> Result<(&str, &[u8], &[u8]), CryptoError> {
     let (nonce, sealed) = rest.split_at(NONCE_LEN);
     let kid = std::str::from_utf8(kid).map_err(|_| CryptoError::Malformed)?;
     Ok((kid, nonce, sealed))
+}
+
+fn mac_hex(key: &[u8], field: &str, normalised: &str) -> String {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(field.as_bytes());
+    mac.update(&[0]);
+    mac.update(normalised.as_bytes());
+    hex(&mac.finalize().into_bytes())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -336,6 +467,37 @@ mod tests {
         assert_ne!(ring.encrypt_str("f", "x"), ring.encrypt_str("f", "x"));
         assert_eq!(ring.blind_index("f", "x"), ring.blind_index("f", "x"));
         assert_ne!(ring.blind_index("f", "x"), ring.blind_index("g", "x"));
+    }
+
+    #[test]
+    fn blind_keys_rotate_and_retire() {
+        let mut material = KeyMaterial::generate();
+        let ring = Keyring::from_material(&material).unwrap();
+        let before = ring.blind_index("f", "x");
+        assert_eq!(ring.active_blind_key_id(), FIRST_BLIND_KEY);
+        assert_eq!(material.add_blind_key(), "b2");
+        let rotated = Keyring::from_material(&material).unwrap();
+        assert_eq!(rotated.active_blind_key_id(), "b2");
+        let after = rotated.blind_index("f", "x");
+        assert_ne!(before, after);
+        // Lookups match both the old and the new index, the new one first.
+        assert_eq!(
+            rotated.blind_indexes("f", "x"),
+            vec![after.clone(), before.clone()]
+        );
+        assert_eq!(rotated.blind_index_with("b1", "f", "x"), Some(before));
+        assert!(
+            material.remove_blind_key("b2").is_err(),
+            "the active key stays"
+        );
+        material.remove_blind_key("b1").unwrap();
+        let retired = Keyring::from_material(&material).unwrap();
+        assert_eq!(retired.blind_indexes("f", "x"), vec![after]);
+        // The stored form round-trips.
+        let text = toml::to_string(&material).unwrap();
+        let back = toml_from_str(&text).unwrap();
+        assert_eq!(back.blind_keys(), material.blind_keys());
+        assert_eq!(back.active_blind_id().as_deref(), Some("b2"));
     }
 
     #[test]

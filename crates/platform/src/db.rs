@@ -245,6 +245,43 @@ pub struct MigrationSet {
     pub migrations: &'static [Migration],
 }
 
+/// The engine behind an open connection or transaction (for code handed a
+/// [`Tx`] rather than the [`Db`]).
+pub fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// The `VALUES` list of a multi-row insert: `rows` tuples of `columns`
+/// placeholders. SQLite gets plain `?`: it looks every numbered `$n` up in a
+/// list when binding, which makes binding a long statement quadratic in its
+/// parameters; PostgreSQL needs `$1`, `$2`, ….
+pub fn values_list(backend: Backend, rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 6);
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    n += 1;
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// True when a database error is a unique-constraint violation.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
@@ -281,6 +318,22 @@ impl FilteredQuery {
         let placeholder = format!("${}", self.args.len());
         self.sql.push_str(" AND ");
         self.sql.push_str(&clause.replace('?', &placeholder));
+        self
+    }
+
+    /// Adds ` AND <column> IN (...)` over `values` (none: matches nothing).
+    pub fn and_in(&mut self, column: &str, values: &[String]) -> &mut Self {
+        if values.is_empty() {
+            self.sql.push_str(" AND 1 = 0");
+            return self;
+        }
+        let mut placeholders = Vec::with_capacity(values.len());
+        for value in values {
+            self.args.push(value.clone());
+            placeholders.push(format!("${}", self.args.len()));
+        }
+        self.sql
+            .push_str(&format!(" AND {column} IN ({})", placeholders.join(", ")));
         self
     }
 
@@ -372,6 +425,15 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn values_lists_number_postgres_placeholders_across_rows() {
+        assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(
+            values_list(Backend::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
     }
 
     #[tokio::test]

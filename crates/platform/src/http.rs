@@ -277,11 +277,31 @@ pub fn with_common_layers(router: Router, surface: &'static str, timeout: Durati
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id)
+                let span = tracing::info_span!(
+                    "http",
+                    method = %req.method(),
+                    uri = %req.uri().path(),
+                    request_id,
+                    otel.name = tracing::field::Empty,
+                    otel.kind = tracing::field::Empty,
+                );
+                if crate::telemetry::tracing_enabled() {
+                    span.record("otel.kind", "server");
+                    span.record(
+                        "otel.name",
+                        format!("{} {}", req.method(), req.uri().path()),
+                    );
+                    // Continue the caller's trace (the gateway's, or a client's).
+                    crate::telemetry::continue_from_headers(&span, req.headers());
+                }
+                span
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuidV7))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID.clone(),
+            MakeRequestUuidV7,
+        ))
 }
 
 /// Errors produced below the handlers (axum's 405 with an empty body, the

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -212,6 +213,7 @@ impl AmqpBus {
                 Ok(event) => sub
                     .handler
                     .handle(&event)
+                    .instrument(event.handler_span(&sub.consumer))
                     .await
                     .map_err(|e| format!("{e:#}")),
                 Err(e) => Err(format!("not a CloudEvent: {e}")),

@@ -4,6 +4,7 @@
 //! be lost: a crash before that point means the relay publishes it again.
 
 use std::sync::RwLock;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -110,7 +111,12 @@ async fn deliver(
 ) -> bool {
     let mut attempt = 1;
     loop {
-        match sub.handler.handle(event).await {
+        let handled = sub
+            .handler
+            .handle(event)
+            .instrument(event.handler_span(&sub.consumer))
+            .await;
+        match handled {
             Ok(()) => return true,
             Err(err) if attempt >= retry.max_attempts => {
                 tracing::error!(consumer = %sub.consumer, event_id = %event.id, event_type = %event.event_type, error = %err, attempt, "dead-lettering event");
