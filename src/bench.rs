@@ -1,5 +1,6 @@
 //! `miliki bench vehicles`: loads an inventory into a fresh embedded platform
-//! (SQLite, in-process bus, in a temporary directory), then drives typical
+//! (SQLite, in-process bus, in a temporary directory; or the vehicles service
+//! on a fresh PostgreSQL database with `--postgres`), then drives typical
 //! searches and reads through the gateway over HTTP and reports throughput
 //! and latency percentiles. The load generator runs on the same machine and
 //! shares its cores with the server: figures are for the two together.
@@ -28,9 +29,14 @@ pub struct VehiclesArgs {
     /// Concurrent clients for the throughput runs (latency runs use one).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Keep the temporary data directory (its path is printed).
+    /// Keep the temporary data directory (its path is printed) and the PostgreSQL database.
     #[arg(long)]
     pub keep: bool,
+    /// A PostgreSQL server URL without a database name (e.g.
+    /// `postgres://postgres@127.0.0.1:5432`): the vehicles service runs on a
+    /// fresh database created there, dropped at the end.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 struct Measured {
@@ -113,7 +119,7 @@ async fn drive(
     }
 }
 
-fn cpu_model() -> String {
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -193,14 +199,52 @@ fn scenarios(ids: &[String]) -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+async fn fresh_postgres(server: &str) -> anyhow::Result<(String, String)> {
+    use sqlx::Connection;
+    let server = server.trim_end_matches('/');
+    let name = format!("miliki_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await.ok();
+    Ok((format!("{server}/{name}"), name))
+}
+
+async fn drop_postgres(server: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let server = server.trim_end_matches('/');
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await.ok();
+    Ok(())
+}
+
 pub async fn vehicles(_settings: Settings, args: VehiclesArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let settings = Settings {
+    let mut settings = Settings {
         data_dir: dir.path().to_owned(),
         port: 0,
         // The load generator is one client; the gateway's per-client limit would throttle it.
         rate_limit_per_minute: 0,
         ..Settings::default()
+    };
+    let postgres = match &args.postgres {
+        Some(server) => {
+            let (url, name) = fresh_postgres(server).await?;
+            settings
+                .extra
+                .insert("vehicles_database_url".into(), url.into());
+            Some((server.clone(), name))
+        }
+        None => None,
+    };
+    let backend = if postgres.is_some() {
+        "vehicles on PostgreSQL, the rest on SQLite"
+    } else {
+        "SQLite"
     };
     let kernel = Kernel::new(settings, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -215,7 +259,7 @@ pub async fn vehicles(_settings: Settings, args: VehiclesArgs) -> anyhow::Result
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "Miliki vehicles benchmark: embedded mode (SQLite), {cores} cores ({})",
+        "Miliki vehicles benchmark: embedded mode ({backend}), {cores} cores ({})",
         cpu_model()
     );
     println!("data in {}", dir.path().display());
@@ -284,6 +328,38 @@ pub async fn vehicles(_settings: Settings, args: VehiclesArgs) -> anyhow::Result
         .fetch_all(vehicles_deps.db.reader())
         .await?;
 
+    // The import ran beside the service: its index learns of the rows from the change log.
+    let caught_up = Instant::now();
+    loop {
+        let page: serde_json::Value = client
+            .get(format!("{base}/api/v1/vehicles?limit=1"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if page["facets"]["total"].as_u64() >= Some(report.imported as u64) {
+            break;
+        }
+        if caught_up.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("the search index did not catch up with the import in 10 min: {page}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "search index followed the change log in {:.1} s",
+        caught_up.elapsed().as_secs_f64()
+    );
+    // What a restart costs: the whole index built again from the database.
+    let rebuilt = miliki_vehicles::index::Index::default();
+    let started = Instant::now();
+    let n = rebuilt.load(&vehicles_deps.db).await?;
+    println!(
+        "search index rebuilt from the database: {n} vehicles in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    drop(rebuilt);
+
     println!(
         "\n{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
         "scenario", "conc", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
@@ -320,6 +396,11 @@ pub async fn vehicles(_settings: Settings, args: VehiclesArgs) -> anyhow::Result
     if args.keep {
         let kept = dir.keep();
         println!("\nkept {}", kept.display());
+        if let Some((_, name)) = &postgres {
+            println!("kept PostgreSQL database {name}");
+        }
+    } else if let Some((server, name)) = &postgres {
+        drop_postgres(server, name).await?;
     }
     Ok(())
 }

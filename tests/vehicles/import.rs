@@ -177,3 +177,96 @@ async fn the_cli_imports_with_a_report_and_is_idempotent() {
     assert_eq!(n, 3);
     db.close().await;
 }
+
+#[tokio::test]
+async fn a_sheet_larger_than_a_batch_lands_whole_with_one_event_per_vehicle() {
+    // Batches of 600 rows: more than one batch, and more than one multi-row statement in a batch.
+    let app = TestApp::spawn_with(|s| {
+        s.extra
+            .insert("vehicles_import_batch".into(), serde_json::json!(600));
+    })
+    .await;
+    let admin = app.admin().await;
+    let sheet = |n: u64| {
+        let mut out = Vec::new();
+        miliki_vehicles::import::write_csv(&mut out, miliki_vehicles::demo::generate(n, 7))
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    // The first 700 rows, then the whole 1,300-row sheet: 700 already there, 600 new.
+    let (status, report) = upload(&app, &admin.token, sheet(700), "text/csv").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["imported"], 700, "{report}");
+    let (status, report) = upload(&app, &admin.token, sheet(1300), "text/csv").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (
+            report["imported"].as_u64(),
+            report["already_present"].as_u64(),
+            report["failed"].as_u64()
+        ),
+        (Some(600), Some(700), Some(0)),
+        "{report}"
+    );
+    assert_eq!(vehicle_count(&app).await, 1300);
+
+    // Every vehicle has its listed event, naming it, committed with it.
+    let db = &vehicles(&app).db;
+    let listed: Vec<String> = sqlx::query_scalar(
+        "SELECT envelope FROM outbox WHERE event_type = 'vehicles.vehicle.listed.v1'",
+    )
+    .fetch_all(db.reader())
+    .await
+    .unwrap();
+    let mut named: Vec<String> = listed
+        .iter()
+        .map(|e| {
+            let e: Value = serde_json::from_str(e).unwrap();
+            e["data"]["vehicle_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    named.sort();
+    let mut ids: Vec<String> = sqlx::query_scalar("SELECT id FROM vehicles ORDER BY id")
+        .fetch_all(db.reader())
+        .await
+        .unwrap();
+    ids.sort();
+    assert_eq!(named, ids);
+
+    // Imported vehicles are found, by filters and by words, like listed ones.
+    let (_, first) = app
+        .get(
+            "/api/v1/vehicles?limit=1&sort=price_asc",
+            Some(&admin.token),
+        )
+        .await;
+    let v = &first["items"][0];
+    let word = v["model"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_lowercase();
+    let (status, found) = app
+        .get(
+            &format!("/api/v1/vehicles?q={word}&limit=100&facets=false"),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert!(
+        !found["items"].as_array().unwrap().is_empty(),
+        "{word}: {found}"
+    );
+    let (_, detail) = app
+        .get(
+            &format!("/api/v1/vehicles/{}", v["id"].as_str().unwrap()),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(detail["price_minor"], v["price_minor"]);
+    assert_eq!(detail["status"], "available");
+    assert_eq!(detail["version"], 1);
+    app.stop().await;
+}

@@ -9,8 +9,10 @@
 mod common;
 
 mod distributed;
+mod editing;
 mod hardening;
 mod import;
+mod index;
 mod inventory;
 mod reservations;
 mod search;

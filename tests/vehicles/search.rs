@@ -138,7 +138,7 @@ async fn filters_sorts_cursors_and_facets() {
     assert_eq!(page["facets"]["total"], 3);
     assert_eq!(page["facets"]["make"], json!({"Nissan": 1, "Toyota": 2}));
     assert_eq!(page["facets"]["type"], json!({"car": 3}));
-    assert!(page["items"][0].get("cost_price").is_none());
+    assert!(page["items"][0].get("cost_price_minor").is_none());
 
     let (_, page) = app
         .get("/api/v1/vehicles?make=TOYOTA&sort=price_desc", t)
@@ -360,7 +360,7 @@ async fn customers_see_available_vehicles_and_their_own() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(seen["status"], "reserved");
     assert_eq!(seen["held_by_you"], false);
-    for internal in ["held_by", "cost_price", "notes"] {
+    for internal in ["held_by", "cost_price_minor", "notes"] {
         assert!(seen.get(internal).is_none(), "{internal} leaked: {seen}");
     }
     app.stop().await;

@@ -148,7 +148,8 @@ async fn the_stream_follows_changes_and_resumes_after_a_reconnect() {
     );
     // Customers see that it is gone, not why.
     assert_eq!(b.data["to"], "unavailable");
-    assert!(first.id < a.id && a.id < b.id);
+    let position = |e: &Sse| e.id.parse::<i64>().expect("a numeric event id");
+    assert!(position(&first) < position(&a) && position(&a) < position(&b));
     // And then follows live.
     let (status, _) = app
         .post(
@@ -236,7 +237,8 @@ async fn a_customers_replay_shows_only_what_they_may_see() {
         let (status, resp) = app.post(&path, Some(&admin.token), body).await;
         assert_eq!(status, StatusCode::OK, "{resp}");
     }
-    let nil = uuid::Uuid::nil().to_string();
+    // Event ids are change-log positions: 0 is before the first.
+    let nil = "0".to_owned();
     let mut replay = Reader::open(&app, &customer.token, Some(&nil)).await;
     let mut seen = Vec::new();
     loop {
@@ -265,5 +267,80 @@ async fn a_customers_replay_shows_only_what_they_may_see() {
         tos.push(staff.next().await.data["to"].as_str().unwrap().to_owned());
     }
     assert!(tos.contains(&"retired".to_owned()), "{tos:?}");
+    app.stop().await;
+}
+
+/// On PostgreSQL a transaction can take its id first and commit last. The
+/// stream is ordered by commit, so that change still arrives, live and on
+/// replay, after the one that committed before it.
+#[tokio::test]
+async fn a_change_that_commits_late_with_an_older_id_is_not_missed() {
+    if postgres_url().is_none() {
+        eprintln!("SKIPPED: stream::a_change_that_commits_late_with_an_older_id_is_not_missed needs MILIKI_TEST_DATABASE_URL (SQLite serialises writers)");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let early = list_vehicle(&app, &admin, car()).await;
+    let late = list_vehicle(&app, &admin, car()).await;
+    let (early_id, late_id) = (
+        early["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap(),
+        late["id"].as_str().unwrap().to_owned(),
+    );
+    let mut stream = Reader::open(&app, &admin.token, None).await;
+
+    // The slow transaction writes its status change (and its older id) first...
+    let deps = vehicles(&app);
+    let mut slow = deps.db.begin().await.unwrap();
+    let moved = miliki_vehicles::store::set_status(
+        &mut slow,
+        early_id,
+        miliki_vehicles::domain::Status::Available,
+        miliki_vehicles::domain::Status::InMaintenance,
+        None,
+        Some(admin.id),
+        "slow transaction",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap()
+    .expect("moved");
+    // ...another commits after it and is streamed...
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/vehicles/{late_id}/status"),
+            Some(&admin.token),
+            json!({"status": "in_maintenance", "reason": "fast"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let fast = stream.next().await;
+    assert_eq!(fast.data["vehicle_id"], late_id.as_str());
+    // ...then the slow one commits: it is still delivered, after the fast one.
+    slow.commit().await.unwrap();
+    let slow_event = stream.next().await;
+    assert_eq!(slow_event.data["vehicle_id"], early_id.to_string());
+    assert_eq!(slow_event.data["to"], "in_maintenance");
+    let position = |e: &Sse| e.id.parse::<i64>().unwrap();
+    assert!(position(&slow_event) > position(&fast));
+    // A client that saw only the fast change is replayed the slow one.
+    let mut resumed = Reader::open(&app, &admin.token, Some(&fast.id)).await;
+    let replayed = resumed.next().await;
+    assert_eq!(replayed.data["vehicle_id"], early_id.to_string());
+    assert_eq!(replayed.id, slow_event.id);
+    // The history row's id is older than the fast change's, which ordering by id would have skipped.
+    let fast_history: String =
+        sqlx::query_scalar("SELECT id FROM vehicle_status_history WHERE vehicle_id = $1")
+            .bind(&late_id)
+            .fetch_one(deps.db.reader())
+            .await
+            .unwrap();
+    assert!(moved.id.to_string() < fast_history);
+    // And the search index saw the late commit too.
+    let (status, page) = app
+        .get("/api/v1/vehicles?status=in_maintenance", Some(&admin.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["facets"]["total"], 2);
     app.stop().await;
 }

@@ -4,7 +4,8 @@
 //! - `users.kyc.approved.v1`, `users.user.suspended.v1`,
 //!   `users.user.reinstated.v1` keep the local [`standing`] projection that
 //!   reservations and authentication consult.
-//! - Its own `vehicles.*` events retire the shared search cache.
+//! - Its own `vehicles.*` events are not needed (each replica's search index
+//!   follows the change log in the database); any still routed here are acknowledged.
 //! - `payments.contract.activated.v1` (the payments service's, once it
 //!   exists) converts the customer's reservation into a contract and assigns
 //!   the vehicle: see [`convert_reservation`] and [`ContractActivated`].
@@ -44,14 +45,10 @@ pub struct ContractActivated {
 }
 
 /// Topic patterns this service consumes (kept equal to `miliki_events::service::topology`).
-pub fn patterns(with_own_events: bool) -> Vec<String> {
+pub fn patterns() -> Vec<String> {
     let mut p: Vec<String> = standing::PATTERNS.iter().map(|s| (*s).to_owned()).collect();
     p.push(CONTRACT_ACTIVATED.to_owned());
     p.push(CONTRACT_PAID_OFF.to_owned());
-    if with_own_events {
-        p.push("vehicles.vehicle.#".into());
-        p.push("vehicles.reservation.#".into());
-    }
     p
 }
 
@@ -63,10 +60,7 @@ pub struct Consumer {
 impl EventHandler for Consumer {
     async fn handle(&self, event: &Event) -> anyhow::Result<()> {
         if event.event_type.starts_with("vehicles.") {
-            // Cache invalidation is idempotent, so no inbox entry is needed.
-            if let Some(cache) = &self.state.cache {
-                cache.invalidate().await.map_err(anyhow::Error::msg)?;
-            }
+            // Bound by an older topology (the search cache it fed is gone).
             return Ok(());
         }
         if event.event_type == CONTRACT_ACTIVATED {
@@ -177,7 +171,7 @@ pub async fn convert_reservation(
         )
         .await?;
     deps.events.commit(tx).await?;
-    state.feed.nudge();
+    state.committed(&[c.vehicle_id]).await;
     Ok(Conversion::Converted)
 }
 
@@ -221,7 +215,7 @@ pub async fn mark_owned(
         )
         .await?;
     deps.events.commit(tx).await?;
-    state.feed.nudge();
+    state.committed(&[c.vehicle_id]).await;
     Ok(())
 }
 
@@ -269,7 +263,8 @@ async fn expire_batch(state: &AppState, now: DateTime<Utc>) -> Result<usize, Api
     }
     deps.events.commit(tx).await?;
     if !due.is_empty() {
-        state.feed.nudge();
+        let vehicles: Vec<_> = due.iter().map(|r| r.vehicle_id).collect();
+        state.committed(&vehicles).await;
     }
     Ok(due.len())
 }

@@ -1,11 +1,15 @@
-//! The live availability feed behind `GET /vehicles/availability/stream`.
+//! The change-log follower: the live availability feed behind
+//! `GET /vehicles/availability/stream`, and what keeps each replica's search
+//! index current with the others' writes.
 //!
-//! Status changes are rows of `vehicle_status_history`, whose UUIDv7 ids are
-//! ordered by time, so the table itself is the feed: a client that reconnects
-//! with `Last-Event-ID` is replayed everything after that id from the
-//! database. For live delivery one poller per process reads new rows (nudged
-//! at once by this process's own writes, and on an interval for writes made
-//! by other replicas) and fans them out over a broadcast channel.
+//! Every write of a vehicle logs a row in `vehicle_changes`; after commit the
+//! relay ([`store::assign_positions`]) numbers them in the order it sees them
+//! committed, so the log is ordered by commit, not by id: a transaction that
+//! commits late with an older id still gets a position after everything
+//! already read. An event's id on the stream is its position; a client that
+//! reconnects with `Last-Event-ID` is replayed every status change after it.
+//! One follower per process numbers, reads and fans out new rows (nudged at
+//! once by this process's own writes, and on an interval for other replicas').
 
 use std::sync::Arc;
 
@@ -16,6 +20,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::index::Index;
 use crate::store::{self, HistoryRecord};
 
 /// One status change as the stream shows it: public facts only.
@@ -31,14 +36,15 @@ pub struct AvailabilityChange {
 
 #[derive(Debug, Clone)]
 pub struct FeedItem {
-    pub id: Uuid,
+    /// The change's position in the log.
+    pub id: i64,
     pub change: AvailabilityChange,
 }
 
-impl From<&HistoryRecord> for FeedItem {
-    fn from(h: &HistoryRecord) -> Self {
+impl FeedItem {
+    pub fn new(position: i64, h: &HistoryRecord) -> Self {
         Self {
-            id: h.id,
+            id: position,
             change: AvailabilityChange {
                 vehicle_id: h.vehicle_id,
                 from: h.from.as_str().to_owned(),
@@ -89,15 +95,16 @@ impl Feed {
         self.nudge.notify_one();
     }
 
-    /// Polls the history table until `shutdown`, broadcasting what is new.
-    pub async fn run(self, db: Db, poll: std::time::Duration, shutdown: CancellationToken) {
-        let mut cursor = match store::latest_history_id(&db).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "availability feed could not start; retrying");
-                None
-            }
-        };
+    /// Follows the change log until `shutdown`: numbers committed changes,
+    /// refreshes them in `index`, and broadcasts the status changes.
+    pub async fn run(
+        self,
+        db: Db,
+        index: Index,
+        poll: std::time::Duration,
+        shutdown: CancellationToken,
+    ) {
+        const BATCH: i64 = 500;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -108,21 +115,35 @@ impl Feed {
                 _ = tokio::time::sleep(poll) => {}
             }
             loop {
-                match store::history_since(&db, cursor, 500).await {
-                    Ok(rows) => {
-                        for row in &rows {
-                            // No receivers is fine: nobody is watching.
-                            let _ = self.sender.send(FeedItem::from(row));
-                            cursor = Some(row.id);
-                        }
-                        if rows.len() < 500 {
-                            break;
-                        }
-                    }
+                if let Err(e) = store::assign_positions(&db, BATCH).await {
+                    tracing::warn!(error = %e, "numbering vehicle changes failed");
+                }
+                let changes = match store::changes_since(&db, index.position(), BATCH, false).await
+                {
+                    Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!(error = %e, "availability feed poll failed");
+                        tracing::warn!(error = %e, "reading vehicle changes failed");
                         break;
                     }
+                };
+                let mut ids: Vec<Uuid> = changes.iter().map(|c| c.vehicle_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                if let Err(e) = index.refresh(db.reader(), &ids).await {
+                    tracing::warn!(error = %e, "search index refresh failed");
+                    break;
+                }
+                for c in &changes {
+                    if let Some(h) = &c.history {
+                        // No receivers is fine: nobody is watching.
+                        let _ = self.sender.send(FeedItem::new(c.position, h));
+                    }
+                }
+                if let Some(last) = changes.last() {
+                    index.set_position(last.position);
+                }
+                if (changes.len() as i64) < BATCH {
+                    break;
                 }
             }
         }

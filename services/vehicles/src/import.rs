@@ -7,7 +7,7 @@
 //! sheet twice creates nothing new. Invalid rows are reported with their row
 //! number, field and reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use miliki_platform::problem::{FieldError, Validator};
@@ -312,7 +312,7 @@ pub async fn import_rows(
     progress(invalid);
     let mut done = invalid;
     for batch in valid.chunks(state.config.import_batch) {
-        import_batch(state, batch, &mut report).await?;
+        insert_batch(state, batch, &mut report).await?;
         done += batch.len();
         progress(done);
     }
@@ -332,11 +332,21 @@ pub async fn refresh_statistics(db: &miliki_platform::db::Db) {
     }
 }
 
-async fn import_batch(
+/// Stores one batch of validated rows in one transaction: looks up which
+/// VINs and plates are already listed (a repeated import), then inserts the
+/// rest with multi-row statements ([`store::insert_vehicles`]) and their
+/// `vehicles.vehicle.listed.v1` events with multi-row outbox inserts, so the
+/// vehicles and their events commit together. Returns the ids of the
+/// vehicles it inserted, committed.
+///
+/// This is the one place imported vehicles enter the inventory: the
+/// in-memory search index learns of them after the commit here (and every
+/// other replica's from the change log the batch wrote).
+pub async fn insert_batch(
     state: &AppState,
     batch: &[(usize, NewVehicle)],
     report: &mut ImportReport,
-) -> Result<(), ApiError> {
+) -> Result<Vec<Uuid>, ApiError> {
     let deps = &state.deps;
     let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
@@ -345,38 +355,43 @@ async fn import_batch(
         .map(|(_, v)| v.vin.as_str().to_owned())
         .collect();
     let plates: Vec<String> = batch.iter().map(|(_, v)| v.registration.key()).collect();
-    let known_vins: std::collections::HashSet<String> = store::existing_vins(&mut tx, &vins)
+    let known_vins: HashSet<String> = store::existing_vins(&mut tx, &vins)
         .await?
         .into_iter()
         .collect();
-    let known_plates: std::collections::HashSet<String> =
-        store::existing_registrations(&mut tx, &plates)
-            .await?
-            .into_iter()
-            .collect();
-    for (row, vehicle) in batch {
+    let known_plates: HashSet<String> = store::existing_registrations(&mut tx, &plates)
+        .await?
+        .into_iter()
+        .collect();
+    let mut fresh: Vec<(Uuid, &NewVehicle)> = Vec::with_capacity(batch.len());
+    for ((row, vehicle), plate) in batch.iter().zip(&plates) {
         if known_vins.contains(vehicle.vin.as_str()) {
             report.already_present += 1;
-            continue;
-        }
-        if known_plates.contains(&vehicle.registration.key()) {
+        } else if known_plates.contains(plate) {
             report.failed += 1;
             report.errors.push(RowError {
                 row: *row,
                 field: "registration".into(),
                 message: "already belongs to another vehicle in the inventory".into(),
             });
-            continue;
+        } else {
+            fresh.push((miliki_platform::id::new_id(), vehicle));
         }
-        let id: Uuid = miliki_platform::id::new_id();
-        store::insert_vehicle(&mut tx, id, vehicle, now).await?;
-        deps.events
-            .write(&mut tx, &crate::api::vehicles::listed(id, vehicle))
-            .await?;
-        report.imported += 1;
     }
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    store::insert_vehicles(&mut tx, &fresh, now).await?;
+    let events: Vec<_> = fresh
+        .iter()
+        .map(|(id, v)| crate::api::vehicles::listed(*id, v))
+        .collect();
+    deps.events.write_all(&mut tx, &events).await?;
     deps.events.commit(tx).await?;
-    Ok(())
+    report.imported += fresh.len();
+    let ids: Vec<Uuid> = fresh.into_iter().map(|(id, _)| id).collect();
+    state.committed(&ids).await;
+    Ok(ids)
 }
 
 /// Writes the per-row error report as CSV (`row,field,message`).

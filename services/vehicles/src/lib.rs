@@ -15,12 +15,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub mod api;
-pub mod cache;
 pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod feed;
 pub mod import;
+pub mod index;
 pub mod search;
 pub mod state;
 pub mod store;
@@ -56,6 +56,16 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             name: "user_standing_onboarded_by",
             sql: miliki_events::standing::SCHEMA_ONBOARDED_BY,
         },
+        Migration {
+            version: 4,
+            name: "photo_order",
+            sql: include_str!("../migrations/0004_photo_order.sql"),
+        },
+        Migration {
+            version: 5,
+            name: "change_log",
+            sql: include_str!("../migrations/0005_changes.sql"),
+        },
     ],
 };
 
@@ -80,7 +90,8 @@ fn routes(upload_limit: usize, body_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(api::vehicles::change_status))
         .routes(routes!(api::vehicles::history))
         .routes(routes!(api::stream::stream))
-        .routes(routes!(api::photos::photo))
+        .routes(routes!(api::photos::photo, api::photos::delete))
+        .routes(routes!(api::photos::reorder))
         .routes(routes!(api::photos::thumbnail))
         .routes(routes!(api::reservations::create))
         .routes(routes!(api::reservations::list))
@@ -94,27 +105,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 impl AppState {
-    /// The state of a service built from `deps`, without a shared cache (CLI, tests).
+    /// The state of a service built from `deps`, with an empty search index
+    /// (the CLI writes through it; [`build`] loads it before serving).
     pub fn new(deps: ServiceDeps) -> Self {
         Self {
             config: Arc::new(Config::from_settings(&deps.settings)),
             deps,
             feed: feed::Feed::new(),
-            cache: None,
+            index: index::Index::default(),
         }
     }
 }
 
 async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
-    let mut state = AppState::new(deps.clone());
-    if let Some(url) = &deps.settings.redis_url {
-        state.cache = Some(cache::SearchCache::start(
-            url,
-            &deps.settings.redis_prefix,
-            state.config.cache_ttl_secs,
-            std::time::Duration::from_millis(deps.settings.redis_timeout_ms),
-        )?);
-    }
+    let state = AppState::new(deps.clone());
+    let started = std::time::Instant::now();
+    let n = state.index.load(&deps.db).await?;
+    tracing::info!(
+        vehicles = n,
+        ms = started.elapsed().as_millis() as u64,
+        "search index built"
+    );
     // A database filled before this start (or by the CLI) may have no planner statistics yet.
     import::refresh_statistics(&deps.db).await;
     let upload_limit = deps.settings.max_upload_bytes * 3 + 64 * 1024;
@@ -131,12 +142,17 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
             feed_state
                 .feed
                 .clone()
-                .run(feed_state.deps.db.clone(), poll, shutdown)
+                .run(
+                    feed_state.deps.db.clone(),
+                    feed_state.index.clone(),
+                    poll,
+                    shutdown,
+                )
                 .boxed()
         }),
     ];
     Ok(ServiceParts {
-        subscriptions: vec![(events::patterns(state.cache.is_some()), consumer)],
+        subscriptions: vec![(events::patterns(), consumer)],
         router: router.with_state(state),
         jobs,
         readiness: Vec::new(),

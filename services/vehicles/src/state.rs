@@ -12,8 +12,8 @@ use miliki_platform::config::Settings;
 use miliki_platform::ApiError;
 use uuid::Uuid;
 
-use crate::cache::SearchCache;
 use crate::feed::Feed;
+use crate::index::Index;
 
 /// The service's own settings, read from `vehicles_*` keys
 /// (`MILIKI_VEHICLES_RESERVATION_HOLD_HOURS`, …).
@@ -24,10 +24,9 @@ pub struct Config {
     /// How often the expiry job looks for lapsed reservations (real time; the
     /// decision itself uses the injected clock).
     pub expiry_poll: Duration,
-    /// How often the availability feed looks for status changes made elsewhere.
+    /// How often the change-log follower (availability feed and search index)
+    /// looks for changes made by other replicas.
     pub feed_poll: Duration,
-    /// How long a cached search result may live in Redis.
-    pub cache_ttl_secs: u64,
     /// Rows per transaction when importing.
     pub import_batch: usize,
 }
@@ -52,7 +51,6 @@ impl Config {
             feed_poll: Duration::from_millis(
                 extra_u64(settings, "vehicles_feed_poll_ms", 500).max(10),
             ),
-            cache_ttl_secs: extra_u64(settings, "vehicles_cache_ttl_secs", 60).max(1),
             import_batch: extra_u64(settings, "vehicles_import_batch", 500).clamp(1, 5000) as usize,
         }
     }
@@ -63,8 +61,23 @@ pub struct AppState {
     pub deps: ServiceDeps,
     pub config: Arc<Config>,
     pub feed: Feed,
-    /// Shared search results, in distributed mode (Redis configured).
-    pub cache: Option<SearchCache>,
+    /// The in-memory search index.
+    pub index: Index,
+}
+
+impl AppState {
+    /// The one place the search index and the availability feed learn of this
+    /// process's writes: call it right after committing a transaction that
+    /// wrote these vehicles (through [`crate::store`], which also logs each
+    /// change for the other replicas). Refreshing here, before the response,
+    /// is what makes a write visible to the writer's next search at once. A
+    /// failed refresh is only logged: the change-log follower applies it shortly.
+    pub async fn committed(&self, vehicles: &[Uuid]) {
+        if let Err(e) = self.index.refresh(self.deps.db.writer(), vehicles).await {
+            tracing::warn!(error = %e, "search index refresh failed; the change log will catch up");
+        }
+        self.feed.nudge();
+    }
 }
 
 impl FromRef<AppState> for Arc<Tokens> {

@@ -202,7 +202,83 @@ pub async fn insert_vehicle(
     if let Err(e) = result {
         return Err(duplicate(&e).unwrap_or_else(|| e.into()));
     }
-    insert_terms(tx, id, v).await
+    insert_terms(tx, id, v).await?;
+    record_change(tx, id, None).await?;
+    Ok(())
+}
+
+/// The columns [`insert_vehicles`] writes: the 31 it binds, in the order it
+/// binds them ([`bind_facts`] ends with the time, bound again for
+/// `created_at`), then the two every new vehicle starts with.
+const INSERT_COLUMNS: &str = "id, vehicle_type, make, make_key, model, model_key, year, colour, \
+    vin, registration, registration_key, mileage_km, condition, fuel, branch, latitude, \
+    longitude, price_minor, currency, cost_price_minor, notes, description, engine_cc, seats, \
+    transmission, cargo_volume_litres, payload_kg, axles, search_text, updated_at, created_at, \
+    status, version";
+const INSERT_PARAMS: usize = 31;
+
+/// Inserts many vehicles (status `available`, version 1) and their search
+/// terms with multi-row statements inside `tx`: the bulk path of an import.
+/// A VIN or plate already listed fails the whole call with a 409 (the
+/// caller filters those out first).
+pub async fn insert_vehicles(
+    tx: &mut Tx,
+    vehicles: &[(Uuid, &NewVehicle)],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let backend = miliki_platform::db::backend_of(tx);
+    // 31 parameters a row: 500 rows (15,500) stay under SQLite's 32,766 and PostgreSQL's 65,535.
+    for chunk in vehicles.chunks(500) {
+        let values = miliki_platform::db::values_list(backend, chunk.len(), INSERT_PARAMS)
+            .replace(')', ", 'available', 1)");
+        let sql = format!("INSERT INTO vehicles ({INSERT_COLUMNS}) VALUES {values}");
+        let mut query = sqlx::query(&sql);
+        for (id, v) in chunk {
+            let head = query.bind(id.to_string()).bind(v.vehicle_type.as_str());
+            query = bind_facts(head, v, now).bind(to_micros(now));
+        }
+        if let Err(e) = query.execute(&mut **tx).await {
+            return Err(duplicate(&e).unwrap_or_else(|| e.into()));
+        }
+    }
+    // About twenty words a vehicle: each row borrows its vehicle's id text.
+    let ids: Vec<String> = vehicles.iter().map(|(id, _)| id.to_string()).collect();
+    let terms: Vec<(String, usize)> = vehicles
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, v))| {
+            domain::terms(&v.make, &v.model, &v.description)
+                .into_iter()
+                .map(move |t| (t, i))
+        })
+        .collect();
+    for chunk in terms.chunks(2000) {
+        let sql = format!(
+            "INSERT INTO vehicle_terms (term, vehicle_id) VALUES {}",
+            miliki_platform::db::values_list(backend, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (term, i) in chunk {
+            query = query.bind(term.as_str()).bind(ids[*i].as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    // Each new vehicle enters the change log the search index and the
+    // availability stream follow, as `record_change` does for one.
+    for chunk in ids.chunks(2000) {
+        let sql = format!(
+            "INSERT INTO vehicle_changes (id, vehicle_id) VALUES {}",
+            miliki_platform::db::values_list(backend, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query
+                .bind(miliki_platform::id::new_id().to_string())
+                .bind(id.as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 fn search_text(v: &NewVehicle) -> String {
@@ -263,6 +339,7 @@ pub async fn update_vehicle(
             .execute(&mut **tx)
             .await?;
         insert_terms(tx, id, v).await?;
+        record_change(tx, id, None).await?;
     }
     Ok(done)
 }
@@ -296,15 +373,19 @@ pub async fn find_locked(
     .transpose()
 }
 
+/// `(?, ?, …)` of `n` placeholders for an `IN`, in the engine's cheapest form.
+fn in_list(tx: &Tx, n: usize) -> String {
+    miliki_platform::db::values_list(miliki_platform::db::backend_of(tx), 1, n)
+}
+
 /// Which vehicle ids among `vins` are already in the inventory (for idempotent imports).
 pub async fn existing_vins(tx: &mut Tx, vins: &[String]) -> Result<Vec<String>, sqlx::Error> {
     if vins.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=vins.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT vin FROM vehicles WHERE vin IN ({})",
-        placeholders.join(", ")
+        "SELECT vin FROM vehicles WHERE vin IN {}",
+        in_list(tx, vins.len())
     );
     let mut q = sqlx::query_scalar::<_, String>(&sql);
     for v in vins {
@@ -321,10 +402,9 @@ pub async fn existing_registrations(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT registration_key FROM vehicles WHERE registration_key IN ({})",
-        placeholders.join(", ")
+        "SELECT registration_key FROM vehicles WHERE registration_key IN {}",
+        in_list(tx, keys.len())
     );
     let mut q = sqlx::query_scalar::<_, String>(&sql);
     for k in keys {
@@ -409,6 +489,7 @@ pub async fn set_status(
     .bind(to_micros(now))
     .execute(&mut **tx)
     .await?;
+    record_change(tx, vehicle, Some(record.id)).await?;
     Ok(Some(record))
 }
 
@@ -425,43 +506,108 @@ pub async fn history(db: &Db, vehicle: Uuid) -> Result<Vec<HistoryRecord>, sqlx:
     .collect()
 }
 
-/// Status changes after `after` (all of them from the start when `None`), oldest first.
-pub async fn history_since(
-    db: &Db,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<HistoryRecord>, sqlx::Error> {
-    let rows = match after {
-        Some(after) => {
-            sqlx::query(
-                "SELECT id, vehicle_id, from_status, to_status, actor_id, reason, at \
-                 FROM vehicle_status_history WHERE id > $1 ORDER BY id LIMIT $2",
-            )
-            .bind(after.to_string())
-            .bind(limit)
-            .fetch_all(db.reader())
-            .await?
-        }
-        None => {
-            sqlx::query(
-                "SELECT id, vehicle_id, from_status, to_status, actor_id, reason, at \
-                 FROM vehicle_status_history ORDER BY id LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(db.reader())
-            .await?
-        }
-    };
-    rows.iter().map(HistoryRecord::from_row).collect()
+// ---------- the change log (migration 4) ----------
+
+/// Logs, inside the writing transaction, that `vehicle` changed (a status
+/// change names its history row). Every write of a vehicle row goes through
+/// here, so the other replicas' search indexes and the availability stream see it.
+pub async fn record_change(
+    tx: &mut Tx,
+    vehicle: Uuid,
+    history: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO vehicle_changes (id, vehicle_id, history_id) VALUES ($1, $2, $3)")
+        .bind(miliki_platform::id::new_id().to_string())
+        .bind(vehicle.to_string())
+        .bind(history.map(|h| h.to_string()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
-/// The newest status change, where a live stream starts.
-pub async fn latest_history_id(db: &Db) -> Result<Option<Uuid>, sqlx::Error> {
-    let max: Option<String> =
-        sqlx::query_scalar::<_, Option<String>>("SELECT MAX(id) FROM vehicle_status_history")
-            .fetch_one(db.reader())
+/// Gives committed changes their positions, up to `limit` of them; returns
+/// how many. Relays of several replicas take turns on the counter row, so
+/// positions are handed out in one sequence and only to committed rows: a
+/// reader that saw position N can never later find a new row below N.
+pub async fn assign_positions(db: &Db, limit: i64) -> Result<u64, sqlx::Error> {
+    let pending: Option<String> =
+        sqlx::query_scalar("SELECT id FROM vehicle_changes WHERE position IS NULL LIMIT 1")
+            .fetch_optional(db.writer())
             .await?;
-    Ok(max.and_then(|s| Uuid::parse_str(&s).ok()))
+    if pending.is_none() {
+        return Ok(0);
+    }
+    let mut tx = db.begin().await?;
+    // Writing the counter row first takes its lock (SQLite: the write lock).
+    sqlx::query("UPDATE vehicle_change_counter SET last = last WHERE one = 1")
+        .execute(&mut *tx)
+        .await?;
+    let last: i64 = sqlx::query_scalar("SELECT last FROM vehicle_change_counter WHERE one = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let assigned = sqlx::query(
+        "UPDATE vehicle_changes SET position = $1 + s.rn FROM          (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS rn FROM vehicle_changes           WHERE position IS NULL ORDER BY id LIMIT $2) AS s          WHERE vehicle_changes.id = s.id",
+    )
+    .bind(last)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("UPDATE vehicle_change_counter SET last = $1 WHERE one = 1")
+        .bind(last + assigned as i64)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(assigned)
+}
+
+/// The last position handed out.
+pub async fn last_change_position(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT last FROM vehicle_change_counter WHERE one = 1")
+        .fetch_one(db.reader())
+        .await
+}
+
+/// One positioned change; `history` when it was a status change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub position: i64,
+    pub vehicle_id: Uuid,
+    pub history: Option<HistoryRecord>,
+}
+
+/// Changes after `after` (status changes only with `status_only`), oldest first.
+pub async fn changes_since(
+    db: &Db,
+    after: i64,
+    limit: i64,
+    status_only: bool,
+) -> Result<Vec<Change>, sqlx::Error> {
+    let filter = if status_only {
+        " AND c.history_id IS NOT NULL"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT c.position, c.vehicle_id AS changed, h.id, h.vehicle_id, h.from_status,          h.to_status, h.actor_id, h.reason, h.at FROM vehicle_changes c          LEFT JOIN vehicle_status_history h ON h.id = c.history_id          WHERE c.position > $1{filter} ORDER BY c.position LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let history_id: Option<String> = r.try_get("id")?;
+            Ok(Change {
+                position: r.try_get("position")?,
+                vehicle_id: r.uuid("changed")?,
+                history: match history_id {
+                    Some(_) => Some(HistoryRecord::from_row(r)?),
+                    None => None,
+                },
+            })
+        })
+        .collect()
 }
 
 // ---------- photos ----------
@@ -485,7 +631,8 @@ pub async fn insert_photo(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO vehicle_photos (id, vehicle_id, content_type, size_bytes, width, height, \
-         data, thumbnail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         data, thumbnail, created_at, display_order) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         (SELECT COALESCE(MAX(display_order), 0) + 1 FROM vehicle_photos WHERE vehicle_id = $2))",
     )
     .bind(meta.id.to_string())
     .bind(vehicle.to_string())
@@ -504,7 +651,7 @@ pub async fn insert_photo(
 pub async fn photos(db: &Db, vehicle: Uuid) -> Result<Vec<PhotoMeta>, sqlx::Error> {
     sqlx::query(
         "SELECT id, content_type, size_bytes, width, height FROM vehicle_photos \
-         WHERE vehicle_id = $1 ORDER BY id",
+         WHERE vehicle_id = $1 ORDER BY display_order, id",
     )
     .bind(vehicle.to_string())
     .fetch_all(db.reader())
@@ -520,6 +667,42 @@ pub async fn photos(db: &Db, vehicle: Uuid) -> Result<Vec<PhotoMeta>, sqlx::Erro
         })
     })
     .collect()
+}
+
+/// Deletes one photo of a vehicle; false when the vehicle has no such photo.
+pub async fn delete_photo(tx: &mut Tx, vehicle: Uuid, photo: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM vehicle_photos WHERE id = $1 AND vehicle_id = $2")
+        .bind(photo.to_string())
+        .bind(vehicle.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The ids of a vehicle's photos, in their order, inside `tx`.
+pub async fn photo_ids(tx: &mut Tx, vehicle: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query("SELECT id FROM vehicle_photos WHERE vehicle_id = $1 ORDER BY display_order, id")
+        .bind(vehicle.to_string())
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.uuid("id"))
+        .collect()
+}
+
+/// Gives a vehicle's photos the order of `ids` (all of them, each once; the caller checks).
+pub async fn order_photos(tx: &mut Tx, vehicle: Uuid, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    for (i, id) in ids.iter().enumerate() {
+        sqlx::query(
+            "UPDATE vehicle_photos SET display_order = $1 WHERE id = $2 AND vehicle_id = $3",
+        )
+        .bind(i as i64 + 1)
+        .bind(id.to_string())
+        .bind(vehicle.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A photo's bytes (or its thumbnail's, always JPEG) and content type.

@@ -7,7 +7,7 @@ pub mod stream;
 pub mod vehicles;
 
 use chrono::{DateTime, Utc};
-use miliki_platform::money::Money;
+use miliki_platform::money::Currency;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -61,7 +61,10 @@ pub struct VehicleView {
     pub fuel: Fuel,
     pub branch: String,
     pub location: GeoPoint,
-    pub price: Money,
+    /// The cash price in minor units of `currency` (the names a vehicle is created with).
+    pub price_minor: i64,
+    /// ISO 4217, e.g. `KES`; every amount of the vehicle is in it.
+    pub currency: Currency,
     pub description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_cc: Option<i64>,
@@ -81,9 +84,9 @@ pub struct VehicleView {
     /// Staff only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_by: Option<Uuid>,
-    /// Staff only.
+    /// What the operator paid, in minor units of `currency`. Staff only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_price: Option<Money>,
+    pub cost_price_minor: Option<i64>,
     /// Staff only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
@@ -116,7 +119,8 @@ impl VehicleView {
             fuel: v.fuel,
             branch: v.branch.clone(),
             location: v.location,
-            price: Money::new(v.price_minor, v.currency),
+            price_minor: v.price_minor,
+            currency: v.currency,
             description: v.description.clone(),
             engine_cc: v.specs.engine_cc,
             seats: v.specs.seats,
@@ -127,11 +131,7 @@ impl VehicleView {
             status: v.status,
             held_by_you: v.held_by == Some(caller.id),
             held_by: if staff { v.held_by } else { None },
-            cost_price: if staff {
-                v.cost_price_minor.map(|c| Money::new(c, v.currency))
-            } else {
-                None
-            },
+            cost_price_minor: if staff { v.cost_price_minor } else { None },
             notes: if staff { v.notes.clone() } else { None },
             distance_km: None,
             photos: None,

@@ -208,3 +208,91 @@ pub async fn thumbnail(
 ) -> Result<Response, ApiError> {
     serve(&state, &caller, id, photo_id, true).await
 }
+
+/// Delete a photo of a vehicle (admins). The others keep their order.
+#[utoipa::path(delete, path = "/api/v1/vehicles/{id}/photos/{photo_id}", tag = "vehicles", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("photo_id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such vehicle, or no such photo of it", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, photo_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let deps = &state.deps;
+    let mut tx = deps.db.begin().await?;
+    store::find_locked(&mut tx, &deps.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("vehicle"))?;
+    if !store::delete_photo(&mut tx, id, photo_id).await? {
+        return Err(ApiError::NotFound("photo"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The new order of a vehicle's photos: every one of its photo ids, each once.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoOrder {
+    /// The first is the vehicle's cover photo.
+    pub photo_ids: Option<Vec<Uuid>>,
+}
+
+/// Reorder a vehicle's photos (admins). The list must name each of the
+/// vehicle's photos exactly once; the answer is the photos in their new order.
+#[utoipa::path(put, path = "/api/v1/vehicles/{id}/photos/order", tag = "vehicles", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = PhotoOrder,
+    responses(
+        (status = 200, body = Vec<PhotoView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a reordering of the vehicle's photos", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reorder(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PhotoOrder>,
+) -> Result<Json<Vec<PhotoView>>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let ids = body
+        .photo_ids
+        .ok_or_else(|| ApiError::field("photo_ids", "is required"))?;
+    let deps = &state.deps;
+    let mut tx = deps.db.begin().await?;
+    // The vehicle's row lock keeps a concurrent reorder or delete from interleaving.
+    store::find_locked(&mut tx, &deps.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("vehicle"))?;
+    let current = store::photo_ids(&mut tx, id).await?;
+    let known: std::collections::HashSet<Uuid> = current.iter().copied().collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for photo in &ids {
+        if !known.contains(photo) {
+            problems.push(format!("{photo} is not a photo of this vehicle"));
+        } else if !seen.insert(*photo) {
+            problems.push(format!("{photo} is listed twice"));
+        }
+    }
+    let missing = current.iter().filter(|p| !seen.contains(p)).count();
+    if problems.is_empty() && missing > 0 {
+        problems.push(format!(
+            "must list all {} photos of the vehicle ({missing} missing)",
+            current.len()
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::field("photo_ids", problems.join("; ")));
+    }
+    store::order_photos(&mut tx, id, &ids).await?;
+    tx.commit().await?;
+    let photos = store::photos(&deps.db, id).await?;
+    Ok(Json(photos.iter().map(|p| PhotoView::new(id, p)).collect()))
+}

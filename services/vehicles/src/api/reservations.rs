@@ -114,7 +114,7 @@ pub async fn create(
         )
         .await?;
     deps.events.commit(tx).await?;
-    state.feed.nudge();
+    state.committed(&[vehicle_id]).await;
     let mut response = (
         StatusCode::CREATED,
         Json(ReservationView::from(&reservation)),
@@ -271,7 +271,7 @@ pub(crate) async fn end(
     }
     write_end_events(state, &mut tx, reservation, status, by, reason, now).await?;
     deps.events.commit(tx).await?;
-    state.feed.nudge();
+    state.committed(&[reservation.vehicle_id]).await;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `GET /vehicles/availability/stream`: Server-Sent Events of status changes.
-//! Each event's id is the status change's id; a client that reconnects with
+//! Each event's id is the change's position in the commit-ordered change log
+//! (see [`crate::feed`]); a client that reconnects with
 //! `Last-Event-ID` (browsers' EventSource does so by itself) is first replayed
 //! what it missed, from the database, then follows live changes.
 
@@ -17,7 +18,6 @@ use miliki_platform::problem::Problem;
 use miliki_platform::streams::guarded;
 use miliki_platform::ApiError;
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
 use crate::feed::{AvailabilityChange, FeedItem};
 use crate::state::{AppState, Caller};
@@ -42,14 +42,15 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let slot = state.deps.streams.acquire(caller.id, ip)?;
     // An id we did not issue cannot be resumed from; start live instead of failing the reconnect.
-    let last: Option<Uuid> = headers
+    let last: Option<i64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| Uuid::parse_str(s.trim()).ok());
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|p| *p >= 0);
     let live = state.feed.subscribe();
     let cursor = match last {
-        Some(id) => Some(id),
-        None => store::latest_history_id(&state.deps.db).await?,
+        Some(p) => p,
+        None => store::last_change_position(&state.deps.db).await?,
     };
     let (tokens, clock) = (state.deps.tokens.clone(), state.deps.clock.clone());
     let events = follow(state, cursor, live, caller.is_staff());
@@ -61,7 +62,7 @@ pub async fn stream(
 
 struct Follow {
     state: AppState,
-    cursor: Option<Uuid>,
+    cursor: i64,
     live: tokio::sync::broadcast::Receiver<FeedItem>,
     closed: tokio_util::sync::CancellationToken,
     /// Rows read from the database, not yet sent.
@@ -102,7 +103,7 @@ fn visible_to_customer(item: &FeedItem) -> Option<FeedItem> {
 
 fn follow(
     state: AppState,
-    cursor: Option<Uuid>,
+    cursor: i64,
     live: tokio::sync::broadcast::Receiver<FeedItem>,
     staff: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
@@ -120,7 +121,7 @@ fn follow(
                 return None;
             }
             if let Some(item) = f.pending.pop_front() {
-                f.cursor = Some(item.id);
+                f.cursor = item.id;
                 let shown = if staff {
                     Some(item)
                 } else {
@@ -132,10 +133,12 @@ fn follow(
                 }
             }
             if f.catching_up {
-                match store::history_since(&f.state.deps.db, f.cursor, REPLAY_BATCH).await {
+                match store::changes_since(&f.state.deps.db, f.cursor, REPLAY_BATCH, true).await {
                     Ok(rows) => {
                         f.catching_up = rows.len() as i64 == REPLAY_BATCH;
-                        f.pending.extend(rows.iter().map(FeedItem::from));
+                        f.pending.extend(rows.iter().filter_map(|c| {
+                            c.history.as_ref().map(|h| FeedItem::new(c.position, h))
+                        }));
                         continue;
                     }
                     Err(e) => {
@@ -150,7 +153,7 @@ fn follow(
             };
             match next {
                 // Already replayed from the database.
-                Ok(item) if f.cursor.is_some_and(|c| item.id <= c) => continue,
+                Ok(item) if item.id <= f.cursor => continue,
                 Ok(item) => f.pending.push_back(item),
                 // Fell behind the live channel: read the gap from the database.
                 Err(RecvError::Lagged(_)) => f.catching_up = true,

@@ -84,6 +84,7 @@ pub async fn create(
     store::insert_vehicle(&mut tx, id, &vehicle, now).await?;
     deps.events.write(&mut tx, &listed(id, &vehicle)).await?;
     deps.events.commit(tx).await?;
+    state.committed(&[id]).await;
     let record = store::find(deps.db.writer(), id)
         .await?
         .ok_or(ApiError::NotFound("vehicle"))?;
@@ -128,10 +129,12 @@ pub async fn get(
 
 /// Edit a vehicle (admins). Send only the fields that change, with
 /// `If-Match` set to the `ETag` you read; a stale tag is refused with 412.
+/// A field sent as `null` is cleared (only the optional ones: notes, cost
+/// price, description and the type's specs); an absent field is kept.
 /// Price, currency and VIN are frozen once the vehicle is under contract or owned.
 #[utoipa::path(patch, path = "/api/v1/vehicles/{id}", tag = "vehicles", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("If-Match" = String, Header, description = "The ETag you read")),
-    request_body = VehicleFields,
+    request_body = VehiclePatch,
     responses(
         (status = 200, body = VehicleView, headers(("ETag" = String))),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -146,7 +149,7 @@ pub async fn update(
     caller: Caller,
     Path(id): Path<Uuid>,
     OptionalIfMatch(if_match): OptionalIfMatch,
-    Json(body): Json<VehicleFields>,
+    Json(body): Json<VehiclePatch>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     let Some(if_match) = if_match else {
@@ -161,17 +164,17 @@ pub async fn update(
     if_match.check(current.version)?;
 
     let mut v = Validator::new();
-    if let Some(t) = body.vehicle_type.as_deref() {
-        if t.trim().to_ascii_lowercase() != current.vehicle_type.as_str() {
-            v.error(
-                "type",
-                "cannot be changed; retire the vehicle and list it anew",
-            );
-        }
+    match &body.vehicle_type {
+        Some(Some(t)) if t.trim().to_ascii_lowercase() == current.vehicle_type.as_str() => {}
+        None => {}
+        Some(_) => v.error(
+            "type",
+            "cannot be changed; retire the vehicle and list it anew",
+        ),
     }
-    let merged = merge(&current, &body);
+    let merged = merge(&current, &body, &mut v);
     let next = merged.parse(&mut v, now.date_naive());
-    if let Some(m) = body.mileage_km {
+    if let Some(Some(m)) = body.mileage_km {
         if m < current.mileage_km {
             v.error(
                 "mileage_km",
@@ -221,6 +224,7 @@ pub async fn update(
         )
         .await?;
     deps.events.commit(tx).await?;
+    state.committed(&[id]).await;
     let record = store::find(deps.db.writer(), id)
         .await?
         .ok_or(ApiError::NotFound("vehicle"))?;
@@ -228,43 +232,176 @@ pub async fn update(
     Ok(with_etag(StatusCode::OK, view))
 }
 
+/// `Some(value)` for a field the body names, `null` included: tells "clear
+/// it" (`Some(None)`) from "leave it" (`None`, the field absent).
+fn named<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The body of a PATCH: the fields of [`VehicleFields`], each absent (kept),
+/// a value (changed) or `null` (cleared, where the field is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VehiclePatch {
+    /// Cannot change; accepted when it names the vehicle's own type.
+    #[serde(
+        rename = "type",
+        alias = "vehicle_type",
+        default,
+        deserialize_with = "named"
+    )]
+    #[schema(value_type = String)]
+    pub vehicle_type: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub make: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = i64)]
+    pub year: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub colour: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub vin: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub registration: Option<Option<String>>,
+    /// Can only go up.
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = i64)]
+    pub mileage_km: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub condition: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub fuel: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub branch: Option<Option<String>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = f64)]
+    pub latitude: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = f64)]
+    pub longitude: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = i64)]
+    pub price_minor: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = String)]
+    pub currency: Option<Option<String>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<i64>)]
+    pub cost_price_minor: Option<Option<i64>>,
+    /// `null` clears them.
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// `null` clears it (where the type does not need it).
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<i64>)]
+    pub engine_cc: Option<Option<i64>>,
+    /// `null` clears it (where the type does not need it).
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<i64>)]
+    pub seats: Option<Option<i64>>,
+    /// `null` clears it (where the type does not need it).
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<String>)]
+    pub transmission: Option<Option<String>>,
+    /// `null` clears it (where the type does not need it).
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<i64>)]
+    pub cargo_volume_litres: Option<Option<i64>>,
+    /// `null` clears it (where the type does not need it).
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<i64>)]
+    pub payload_kg: Option<Option<i64>>,
+    /// `null` clears it (where the type does not need it).
+    #[serde(default, deserialize_with = "named")]
+    #[schema(value_type = Option<i64>)]
+    pub axles: Option<Option<i64>>,
+}
+
 /// The stored vehicle's facts with the request's fields laid over them.
-fn merge(current: &VehicleRecord, patch: &VehicleFields) -> VehicleFields {
-    fn pick<T: Clone>(new: &Option<T>, old: T) -> Option<T> {
-        Some(new.clone().unwrap_or(old))
+/// A `null` for a field every vehicle has is recorded in `v` and the stored
+/// value kept, so the whole request fails with every such field named.
+fn merge(current: &VehicleRecord, patch: &VehiclePatch, v: &mut Validator) -> VehicleFields {
+    fn required<T: Clone>(
+        v: &mut Validator,
+        field: &str,
+        new: &Option<Option<T>>,
+        old: T,
+    ) -> Option<T> {
+        match new {
+            None => Some(old),
+            Some(Some(value)) => Some(value.clone()),
+            Some(None) => {
+                v.error(field, "cannot be cleared; every vehicle has one");
+                Some(old)
+            }
+        }
     }
-    fn pick_opt<T: Clone>(new: &Option<T>, old: Option<T>) -> Option<T> {
-        new.clone().or(old)
+    fn optional<T: Clone>(new: &Option<Option<T>>, old: Option<T>) -> Option<T> {
+        match new {
+            None => old,
+            Some(value) => value.clone(),
+        }
     }
     let s = &current.specs;
+    let c = current;
     VehicleFields {
-        vehicle_type: Some(current.vehicle_type.as_str().into()),
-        make: pick(&patch.make, current.make.clone()),
-        model: pick(&patch.model, current.model.clone()),
-        year: pick(&patch.year, i64::from(current.year)),
-        colour: pick(&patch.colour, current.colour.clone()),
-        vin: pick(&patch.vin, current.vin.clone()),
-        registration: pick(&patch.registration, current.registration.clone()),
-        mileage_km: pick(&patch.mileage_km, current.mileage_km),
-        condition: pick(&patch.condition, current.condition.as_str().into()),
-        fuel: pick(&patch.fuel, current.fuel.as_str().into()),
-        branch: pick(&patch.branch, current.branch.clone()),
-        latitude: pick(&patch.latitude, current.location.latitude),
-        longitude: pick(&patch.longitude, current.location.longitude),
-        price_minor: pick(&patch.price_minor, current.price_minor),
-        currency: pick(&patch.currency, current.currency.code().into()),
-        cost_price_minor: pick_opt(&patch.cost_price_minor, current.cost_price_minor),
-        notes: pick_opt(&patch.notes, current.notes.clone()),
-        description: pick(&patch.description, current.description.clone()),
-        engine_cc: pick_opt(&patch.engine_cc, s.engine_cc),
-        seats: pick_opt(&patch.seats, s.seats),
-        transmission: pick_opt(
+        vehicle_type: Some(c.vehicle_type.as_str().into()),
+        make: required(v, "make", &patch.make, c.make.clone()),
+        model: required(v, "model", &patch.model, c.model.clone()),
+        year: required(v, "year", &patch.year, i64::from(c.year)),
+        colour: required(v, "colour", &patch.colour, c.colour.clone()),
+        vin: required(v, "vin", &patch.vin, c.vin.clone()),
+        registration: required(
+            v,
+            "registration",
+            &patch.registration,
+            c.registration.clone(),
+        ),
+        mileage_km: required(v, "mileage_km", &patch.mileage_km, c.mileage_km),
+        condition: required(
+            v,
+            "condition",
+            &patch.condition,
+            c.condition.as_str().into(),
+        ),
+        fuel: required(v, "fuel", &patch.fuel, c.fuel.as_str().into()),
+        branch: required(v, "branch", &patch.branch, c.branch.clone()),
+        latitude: required(v, "latitude", &patch.latitude, c.location.latitude),
+        longitude: required(v, "longitude", &patch.longitude, c.location.longitude),
+        price_minor: required(v, "price_minor", &patch.price_minor, c.price_minor),
+        currency: required(v, "currency", &patch.currency, c.currency.code().into()),
+        cost_price_minor: optional(&patch.cost_price_minor, c.cost_price_minor),
+        notes: optional(&patch.notes, c.notes.clone()),
+        description: optional(&patch.description, Some(c.description.clone())),
+        engine_cc: optional(&patch.engine_cc, s.engine_cc),
+        seats: optional(&patch.seats, s.seats),
+        transmission: optional(
             &patch.transmission,
             s.transmission.map(|t| t.as_str().to_owned()),
         ),
-        cargo_volume_litres: pick_opt(&patch.cargo_volume_litres, s.cargo_volume_litres),
-        payload_kg: pick_opt(&patch.payload_kg, s.payload_kg),
-        axles: pick_opt(&patch.axles, s.axles),
+        cargo_volume_litres: optional(&patch.cargo_volume_litres, s.cargo_volume_litres),
+        payload_kg: optional(&patch.payload_kg, s.payload_kg),
+        axles: optional(&patch.axles, s.axles),
     }
 }
 
@@ -495,42 +632,11 @@ pub async fn search(
     } else {
         Scope::Customer {
             id: caller.id,
-            holds_any: search::holds_any(db, caller.id).await?,
+            holds_any: state.index.holds_any(caller.id),
         }
     };
     let filter = parse_search(&params, scope, caller.is_staff())?;
-    // What the answer depends on: the filters, and whose view it is. A
-    // customer who holds nothing sees exactly what every such customer sees.
-    let audience = match (caller.role, scope) {
-        (Role::Admin, _) | (Role::Agent, _) => "staff".to_owned(),
-        (
-            _,
-            Scope::Customer {
-                holds_any: true,
-                id,
-            },
-        ) => format!("customer:{id}"),
-        _ => "customer".to_owned(),
-    };
-    let cache_key = format!("{audience}|{filter:?}");
-    let generation = match &state.cache {
-        Some(cache) => {
-            let (hit, generation) = cache.get(&cache_key).await;
-            if let Some(body) = hit {
-                return Ok((
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::HeaderName::from_static("x-cache"), "hit"),
-                    ],
-                    body,
-                )
-                    .into_response());
-            }
-            generation
-        }
-        None => None,
-    };
-    let results = search::search(db, &filter).await?;
+    let results = search::search(db, &state.index, &filter).await?;
     let items = results
         .hits
         .iter()
@@ -547,9 +653,6 @@ pub async fn search(
         facets: results.facets,
     };
     let body = serde_json::to_string(&page).map_err(ApiError::internal)?;
-    if let (Some(cache), Some(generation)) = (&state.cache, generation) {
-        cache.put(generation, &cache_key, &body).await;
-    }
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -641,7 +744,7 @@ pub async fn change_status(
         )
         .await?;
     deps.events.commit(tx).await?;
-    state.feed.nudge();
+    state.committed(&[id]).await;
     let record = store::find(deps.db.writer(), id)
         .await?
         .ok_or(ApiError::NotFound("vehicle"))?;
