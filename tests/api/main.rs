@@ -7,6 +7,8 @@ mod common;
 mod auth;
 mod gateway;
 mod hardening;
+mod keys;
 mod kyc;
+mod phone;
 mod security;
 mod users;

@@ -32,7 +32,7 @@ pub async fn create_user(
         email.map(str::to_owned),
         Some(password.to_owned()),
     );
-    let user = parse_new_user(
+    let mut user = parse_new_user(
         &state,
         AccountFields {
             name: &name,
@@ -45,6 +45,8 @@ pub async fn create_user(
         Validator::new(),
     )
     .await?;
+    // The operator typing the account in vouches for its phone.
+    user.phone_vouched = true;
     create_account(&state, &user).await
 }
 
@@ -102,7 +104,7 @@ pub async fn seed_demo(deps: &ServiceDeps) -> Result<usize, ApiError> {
             &deps.db,
             &deps.keyring,
             "phone_index",
-            &store::phone_index(&deps.keyring, &phone),
+            &store::phone_indexes(&deps.keyring, &phone),
         )
         .await?;
         let id = match existing {
@@ -209,4 +211,95 @@ async fn reencrypt_column(
         rewritten += query.execute(db.writer()).await?.rows_affected();
     }
     Ok(rewritten)
+}
+
+/// Re-indexes, under the active blind-index key, the phone and email of
+/// accounts indexed under an older key, at most `limit` of them (none: all).
+/// Each row is rewritten on its own and only if no one re-indexed it
+/// meanwhile, so the service keeps serving and replicas can run this at
+/// once; lookups try every key held, so a half-done run finds everyone.
+/// Returns the rows re-indexed.
+pub async fn reindex_contacts(db: &Db, keys: &Keyring, limit: Option<u32>) -> anyhow::Result<u64> {
+    let active = keys.active_blind_key_id();
+    let sql = match limit {
+        Some(n) => format!(
+            "SELECT id, phone_enc, email_enc, blind_key FROM users WHERE blind_key <> $1 ORDER BY id LIMIT {n}"
+        ),
+        None => "SELECT id, phone_enc, email_enc, blind_key FROM users WHERE blind_key <> $1 ORDER BY id".to_owned(),
+    };
+    let rows = sqlx::query(&sql)
+        .bind(&active)
+        .fetch_all(db.reader())
+        .await?;
+    let mut reindexed = 0;
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let old_key: String = row.try_get("blind_key")?;
+        let phone: Vec<u8> = row.try_get("phone_enc")?;
+        let email: Option<Vec<u8>> = row.try_get("email_enc")?;
+        let phone = keys.decrypt_string(store::PHONE, &phone)?;
+        let email = email
+            .map(|e| keys.decrypt_string(store::EMAIL, &e))
+            .transpose()?;
+        // Stored values are already normalised (E.164, lower-case email).
+        let phone_index = keys.blind_index(store::PHONE, &phone);
+        let email_index = email.map(|e| keys.blind_index(store::EMAIL, &e));
+        reindexed += sqlx::query(
+            "UPDATE users SET phone_index = $1, email_index = $2, blind_key = $3 \
+             WHERE id = $4 AND blind_key = $5",
+        )
+        .bind(phone_index)
+        .bind(email_index)
+        .bind(&active)
+        .bind(&id)
+        .bind(&old_key)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+    }
+    Ok(reindexed)
+}
+
+/// How many accounts are indexed under each blind-index key.
+pub async fn blind_key_usage(db: &Db) -> anyhow::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT blind_key, COUNT(*) AS n FROM users GROUP BY blind_key ORDER BY blind_key",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("blind_key")?, r.try_get("n")?)))
+        .collect()
+}
+
+/// Re-indexes in the background, a batch per tick, after re-reading the key
+/// file (how a running server learns of a rotation made by `miliki keys
+/// rotate-blind`): rows written by a process that had not heard of the new
+/// key yet are caught up too.
+pub async fn reindex_in_background(
+    db: Db,
+    keys: std::sync::Arc<Keyring>,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = keys.reload() {
+            tracing::warn!(error = %e, "re-reading the key file failed");
+        }
+        match reindex_contacts(&db, &keys, Some(500)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                key = %keys.active_blind_key_id(),
+                "re-indexed contacts under the active blind key"
+            ),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "re-indexing contacts failed"),
+        }
+    }
 }

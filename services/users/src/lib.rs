@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod domain;
 pub mod state;
 pub mod store;
+pub mod verification;
 
 pub use state::AppState;
 
@@ -43,6 +44,16 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             name: "credentials_announced",
             sql: include_str!("../migrations/0002_credentials_announced.sql"),
         },
+        Migration {
+            version: 3,
+            name: "blind_key",
+            sql: include_str!("../migrations/0003_blind_key.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "phone_verification",
+            sql: include_str!("../migrations/0004_phone_verification.sql"),
+        },
     ],
 };
 
@@ -67,6 +78,11 @@ fn routes(upload_limit: usize, body_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(api::auth::login))
         .routes(routes!(api::auth::refresh))
         .routes(routes!(api::auth::logout))
+        .routes(routes!(api::phone::verify))
+        .routes(routes!(api::phone::resend))
+        .routes(routes!(api::phone::staff_verify))
+        .routes(routes!(api::phone::staff_resend))
+        .routes(routes!(api::phone::change))
         .routes(routes!(api::users::me))
         .routes(routes!(api::users::create, api::users::list))
         .routes(routes!(api::users::get))
@@ -94,10 +110,26 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
             "announced credentials to the other services"
         );
     }
+    // Seconds between background re-index passes after a blind-key rotation; 0: off.
+    let reindex_secs = match deps.settings.extra.get("users_blind_reindex_secs") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|s| s.is_finite() && *s >= 0.0)
+    .unwrap_or(5.0);
+    let mut jobs: Vec<miliki_events::service::Job> = Vec::new();
+    if reindex_secs > 0.0 {
+        let (db, keys) = (deps.db.clone(), deps.keyring.clone());
+        let every = std::time::Duration::from_secs_f64(reindex_secs);
+        jobs.push(Box::new(move |shutdown| {
+            admin::reindex_in_background(db, keys, every, shutdown).boxed()
+        }));
+    }
     Ok(ServiceParts {
         router: router.with_state(AppState::new(deps)),
         subscriptions: Vec::new(),
-        jobs: Vec::new(),
+        jobs,
         readiness: Vec::new(),
     })
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use miliki_events::service::ServiceDeps;
 use miliki_platform::auth::{AuthUser, Role, Tokens};
@@ -38,6 +38,27 @@ pub struct Caller {
 impl Caller {
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         miliki_platform::auth::require_role(self.role, roles)
+    }
+}
+
+/// A route open to anyone that acts for the caller when a token is sent:
+/// no `Authorization` header is `None`; a bad token is still refused.
+impl OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(None);
+        }
+        <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 

@@ -33,11 +33,14 @@ pub struct UserRecord {
     pub auth_version: i64,
     pub kyc_status: String,
     pub created_at: DateTime<Utc>,
+    pub phone_verified: bool,
+    /// Since when an unverified phone has been waiting (its grace runs from here).
+    pub phone_unverified_since: Option<DateTime<Utc>>,
 }
 
 const USER_COLUMNS: &str =
     "id, name, role, status, phone_enc, email_enc, password_hash, onboarded_by, \
-                            auth_version, kyc_status, created_at";
+                            auth_version, kyc_status, created_at, phone_verified_at, phone_unverified_since";
 
 impl UserRecord {
     fn from_row(row: &AnyRow, keys: &Keyring) -> Result<Self, ApiError> {
@@ -60,6 +63,8 @@ impl UserRecord {
             auth_version: row.try_get("auth_version")?,
             kyc_status: row.try_get("kyc_status")?,
             created_at: row.time("created_at")?,
+            phone_verified: row.opt_time("phone_verified_at")?.is_some(),
+            phone_unverified_since: row.opt_time("phone_unverified_since")?,
         })
     }
 }
@@ -73,14 +78,60 @@ pub struct NewUser {
     pub email: Option<EmailAddress>,
     pub password_hash: String,
     pub onboarded_by: Option<Uuid>,
+    /// The operator creating the account vouches for its phone; otherwise a
+    /// code is sent to it.
+    pub phone_vouched: bool,
 }
 
+/// The phone's blind index under the active blind key (what a new row stores).
 pub fn phone_index(keys: &Keyring, phone: &PhoneNumber) -> String {
     keys.blind_index(PHONE, phone.as_str())
 }
 
 pub fn email_index(keys: &Keyring, email: &EmailAddress) -> String {
     keys.blind_index(EMAIL, email.as_str())
+}
+
+/// The phone's blind index under every blind key held, the active one's
+/// first: what a lookup matches, so rows not yet re-indexed are found too.
+pub fn phone_indexes(keys: &Keyring, phone: &PhoneNumber) -> Vec<String> {
+    keys.blind_indexes(PHONE, phone.as_str())
+}
+
+pub fn email_indexes(keys: &Keyring, email: &EmailAddress) -> Vec<String> {
+    keys.blind_indexes(EMAIL, email.as_str())
+}
+
+/// `$first, $first+1, ...` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The id of an account whose `column` matches one of `indexes`.
+async fn id_by_indexes<'e, E>(
+    executor: E,
+    column: &'static str,
+    indexes: &[String],
+) -> Result<Option<String>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    debug_assert!(column == "phone_index" || column == "email_index");
+    if indexes.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT id FROM users WHERE {column} IN ({}) LIMIT 1",
+        placeholders(1, indexes.len())
+    );
+    let mut query = sqlx::query_scalar(&sql);
+    for index in indexes {
+        query = query.bind(index);
+    }
+    query.fetch_optional(executor).await
 }
 
 /// Inserts an account; a phone or email already in use is a 409.
@@ -90,11 +141,38 @@ pub async fn insert_user(
     user: &NewUser,
     now: DateTime<Utc>,
 ) -> Result<Uuid, ApiError> {
+    // The unique columns catch a duplicate under the active blind key; one
+    // indexed under an older key (not yet re-indexed) is caught here. A row
+    // re-indexed meanwhile has the active key's index, which the insert meets.
+    let older = |all: Vec<String>| all.into_iter().skip(1).collect::<Vec<_>>();
+    if id_by_indexes(
+        &mut **tx,
+        "phone_index",
+        &older(phone_indexes(keys, &user.phone)),
+    )
+    .await?
+    .is_some()
+    {
+        return Err(ApiError::Conflict(
+            "an account with this phone already exists".into(),
+        ));
+    }
+    if let Some(email) = &user.email {
+        if id_by_indexes(&mut **tx, "email_index", &older(email_indexes(keys, email)))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::Conflict(
+                "an account with this email already exists".into(),
+            ));
+        }
+    }
     let id = miliki_platform::id::new_id();
     let result = sqlx::query(
         "INSERT INTO users (id, name, name_search, role, status, phone_enc, phone_index, email_enc, \
-         email_index, password_hash, onboarded_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $11)",
+         email_index, password_hash, onboarded_by, created_at, updated_at, blind_key, \
+         phone_verified_at, phone_unverified_since) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
     )
     .bind(id.to_string())
     .bind(&user.name)
@@ -107,6 +185,9 @@ pub async fn insert_user(
     .bind(&user.password_hash)
     .bind(user.onboarded_by.map(|u| u.to_string()))
     .bind(to_micros(now))
+    .bind(keys.active_blind_key_id())
+    .bind(user.phone_vouched.then(|| to_micros(now)))
+    .bind((!user.phone_vouched).then(|| to_micros(now)))
     .execute(&mut **tx)
     .await;
     match result {
@@ -125,6 +206,45 @@ pub async fn insert_user(
     }
 }
 
+/// Gives account `id` a new, unverified phone; one in use elsewhere is a 409.
+pub async fn change_phone(
+    tx: &mut Tx,
+    keys: &Keyring,
+    id: Uuid,
+    phone: &PhoneNumber,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    // As in `insert_user`: the unique column meets the active key's index,
+    // this an account still indexed under an older key. The row keeps its
+    // `blind_key`: lookups try every key, and the re-indexer rewrites both.
+    let older: Vec<String> = phone_indexes(keys, phone).into_iter().skip(1).collect();
+    if id_by_indexes(&mut **tx, "phone_index", &older)
+        .await?
+        .is_some_and(|other| other != id.to_string())
+    {
+        return Err(ApiError::Conflict(
+            "an account with this phone already exists".into(),
+        ));
+    }
+    let result = sqlx::query(
+        "UPDATE users SET phone_enc = $2, phone_index = $3, phone_verified_at = NULL, \
+         phone_unverified_since = $4, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(keys.encrypt_str(PHONE, phone.as_str()))
+    .bind(phone_index(keys, phone))
+    .bind(to_micros(now))
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(ApiError::Conflict(
+            "an account with this phone already exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether an account uses this phone or email already.
 pub async fn contact_in_use(
     db: &Db,
@@ -132,20 +252,14 @@ pub async fn contact_in_use(
     phone: &PhoneNumber,
     email: Option<&EmailAddress>,
 ) -> Result<Option<&'static str>, ApiError> {
-    let phone_taken: Option<String> =
-        sqlx::query_scalar("SELECT id FROM users WHERE phone_index = $1")
-            .bind(phone_index(keys, phone))
-            .fetch_optional(db.reader())
-            .await?;
+    let phone_taken =
+        id_by_indexes(db.reader(), "phone_index", &phone_indexes(keys, phone)).await?;
     if phone_taken.is_some() {
         return Ok(Some("phone"));
     }
     if let Some(email) = email {
-        let email_taken: Option<String> =
-            sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
-                .bind(email_index(keys, email))
-                .fetch_optional(db.reader())
-                .await?;
+        let email_taken =
+            id_by_indexes(db.reader(), "email_index", &email_indexes(keys, email)).await?;
         if email_taken.is_some() {
             return Ok(Some("email"));
         }
@@ -161,20 +275,27 @@ pub async fn find_user(db: &Db, keys: &Keyring, id: Uuid) -> Result<Option<UserR
     row.map(|r| UserRecord::from_row(&r, keys)).transpose()
 }
 
-/// Finds an account by the blind index of its phone or email.
+/// Finds an account by the blind indexes of its phone or email (one per
+/// blind key held: see [`phone_indexes`]).
 pub async fn find_by_index(
     db: &Db,
     keys: &Keyring,
     column: &'static str,
-    index: &str,
+    indexes: &[String],
 ) -> Result<Option<UserRecord>, ApiError> {
     debug_assert!(column == "phone_index" || column == "email_index");
-    let row = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {column} = $1"
-    ))
-    .bind(index)
-    .fetch_optional(db.reader())
-    .await?;
+    if indexes.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {column} IN ({}) LIMIT 1",
+        placeholders(1, indexes.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for index in indexes {
+        query = query.bind(index);
+    }
+    let row = query.fetch_optional(db.reader()).await?;
     row.map(|r| UserRecord::from_row(&r, keys)).transpose()
 }
 
@@ -186,7 +307,8 @@ pub struct UserFilter {
     pub role: Option<Role>,
     /// Lower-cased name fragment.
     pub name_contains: Option<String>,
-    pub phone_index: Option<String>,
+    /// The phone's blind indexes under every key held.
+    pub phone_indexes: Option<Vec<String>>,
     /// Ids below this one (the list runs newest first).
     pub before: Option<Uuid>,
     pub limit: u32,
@@ -210,8 +332,8 @@ pub async fn list_users(
             format!("%{}%", like_escape(fragment)),
         );
     }
-    if let Some(index) = &filter.phone_index {
-        query.and("phone_index = ?", index.as_str());
+    if let Some(indexes) = &filter.phone_indexes {
+        query.and_in("phone_index", indexes);
     }
     if let Some(before) = filter.before {
         query.and("id < ?", before.to_string());

@@ -21,6 +21,7 @@ use super::users::UserView;
 use crate::domain::{parse_name, UserStatus};
 use crate::state::AppState;
 use crate::store::{self, NewUser};
+use crate::verification;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -90,14 +91,22 @@ pub(crate) async fn parse_new_user(
         email,
         password_hash: password.hash().await?,
         onboarded_by,
+        phone_vouched: false,
     })
 }
 
-/// Creates an account and its `users.user.registered.v1` event in one transaction.
+/// Creates an account and its `users.user.registered.v1` event in one
+/// transaction, with its phone vouched for or a code on its way to it.
 pub(crate) async fn create_account(state: &AppState, user: &NewUser) -> Result<Uuid, ApiError> {
     let deps = &state.deps;
+    let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
-    let id = store::insert_user(&mut tx, &deps.keyring, user, deps.clock.now()).await?;
+    let id = store::insert_user(&mut tx, &deps.keyring, user, now).await?;
+    if user.phone_vouched {
+        verification::mark_verified(&mut tx, deps, id, user.phone.as_str(), None, now).await?;
+    } else {
+        verification::issue(&mut tx, deps, id, user.phone.as_str(), now).await?;
+    }
     crate::credentials::announce(&mut tx, &deps.events, id).await?;
     deps.events
         .write(
@@ -162,17 +171,18 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-/// The blind-index column and value a login string names, if it can name any.
-fn login_index(state: &AppState, login: &str) -> Option<(&'static str, String)> {
+/// The blind-index column and values (one per blind key, the active key's
+/// first) a login string names, if it can name any.
+fn login_index(state: &AppState, login: &str) -> Option<(&'static str, Vec<String>)> {
     let keys = &state.deps.keyring;
     if login.contains('@') {
         EmailAddress::parse(login)
             .ok()
-            .map(|e| ("email_index", store::email_index(keys, &e)))
+            .map(|e| ("email_index", store::email_indexes(keys, &e)))
     } else {
         PhoneNumber::parse(login, &state.deps.settings.default_region)
             .ok()
-            .map(|p| ("phone_index", store::phone_index(keys, &p)))
+            .map(|p| ("phone_index", store::phone_indexes(keys, &p)))
     }
 }
 
@@ -204,7 +214,7 @@ pub async fn login(
     // Throttle by account (whatever was typed, so unknown logins count too) and by address.
     let account = index
         .as_ref()
-        .map(|(_, i)| i.clone())
+        .and_then(|(_, i)| i.first().cloned())
         .unwrap_or_else(|| deps.keyring.blind_index("login", &login.to_lowercase()));
     let pair_key = format!("login:pair:{account}:{ip}");
     let account_key = format!("login:account:{account}");
@@ -252,8 +262,8 @@ pub async fn login(
         tokio::time::sleep(delay).await;
     }
     let user = match &index {
-        Some((column, value)) => {
-            store::find_by_index(&deps.db, &deps.keyring, column, value).await?
+        Some((column, values)) => {
+            store::find_by_index(&deps.db, &deps.keyring, column, values).await?
         }
         None => None,
     };
@@ -273,6 +283,9 @@ pub async fn login(
     }
     if user.status != UserStatus::Active {
         return Err(ApiError::Forbidden("the account is suspended".into()));
+    }
+    if !verification::may_log_in(&user, settings, deps.clock.now()) {
+        return Err(verification::unverified_refusal());
     }
     let mut tx = deps.db.begin().await?;
     let tokens = issue_tokens(
@@ -383,6 +396,11 @@ pub async fn refresh(
         .await?
         .filter(|u| u.status == UserStatus::Active)
         .ok_or_else(|| ApiError::Unauthenticated("the account is not active".into()))?;
+    if !verification::may_log_in(&user, &deps.settings, now) {
+        // The refresh is spent; the session ends here.
+        tx.commit().await?;
+        return Err(verification::unverified_refusal());
+    }
     let tokens = issue_tokens(
         &state,
         &mut tx,

@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod kyc;
+pub mod phone;
 pub mod users;

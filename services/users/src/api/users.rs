@@ -29,6 +29,9 @@ pub struct UserView {
     pub status: UserStatus,
     /// E.164.
     pub phone: String,
+    /// Whether the phone was proven to be the owner's (by the SMS code, or by
+    /// the operator who created the account).
+    pub phone_verified: bool,
     pub email: Option<String>,
     /// `not_submitted`, `pending`, `approved`, `rejected` or `resubmission_requested`.
     pub kyc_status: String,
@@ -45,6 +48,7 @@ impl From<&UserRecord> for UserView {
             role: u.role,
             status: u.status,
             phone: u.phone.clone(),
+            phone_verified: u.phone_verified,
             email: u.email.clone(),
             kyc_status: u.kyc_status.clone(),
             onboarded_by: u.onboarded_by,
@@ -180,7 +184,7 @@ pub async fn list(
         let looks_like_phone = q.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
         match PhoneNumber::parse(q, &state.deps.settings.default_region) {
             Ok(phone) if looks_like_phone => {
-                filter.phone_index = Some(store::phone_index(&state.deps.keyring, &phone))
+                filter.phone_indexes = Some(store::phone_indexes(&state.deps.keyring, &phone))
             }
             _ => filter.name_contains = Some(q.to_lowercase()),
         }
