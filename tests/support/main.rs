@@ -9,6 +9,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod channels;
+
 use chrono::Duration;
 use common::{assert_problem, invalid_fields, Account, TestApp};
 use miliki_events::catalogue::{payments, telematics, users, vehicles};
@@ -815,6 +817,8 @@ async fn each_event_kind_notifies_on_every_channel_in_the_customers_language() {
                 subject: None,
                 datacontenttype: "application/json".into(),
                 data: json!({"application_id": Uuid::now_v7(), "customer_id": c.id, "status": "approved", "score": 710, "reasons": []}),
+                traceparent: None,
+                tracestate: None,
             };
             let state = miliki_support::AppState::new(support(&app).clone());
             let consumer = miliki_support::events::Consumer { state };
@@ -837,6 +841,8 @@ async fn each_event_kind_notifies_on_every_channel_in_the_customers_language() {
         "ownership_transferred",
         "application_decided",
     ];
+    // Low priority: listed in-app at once, held for the evening digest elsewhere.
+    let sent = expected.len() - ["reservation_made"].len();
     for (who, number, lang) in [(&swahili, &sw_number, "sw"), (&english, &en_number, "en")] {
         let items = app
             .eventually("every in-app notification", || async {
@@ -866,7 +872,7 @@ async fn each_event_kind_notifies_on_every_channel_in_the_customers_language() {
         let sms = app
             .eventually("every SMS", || async {
                 let got = sms_to(&app, "sms", number).await;
-                (got.len() == expected.len()).then_some(got)
+                (got.len() == sent).then_some(got)
             })
             .await;
         let approved = if lang == "sw" {
@@ -885,7 +891,7 @@ async fn each_event_kind_notifies_on_every_channel_in_the_customers_language() {
                         m["request"]["message"]["token"] == format!("fcm-{}", who.id.simple())
                     })
                     .collect();
-                (mine.len() == expected.len()).then_some(mine)
+                (mine.len() == sent).then_some(mine)
             })
             .await;
         assert_eq!(mine[0]["request"]["project"], "sandbox");
@@ -901,7 +907,7 @@ async fn each_event_kind_notifies_on_every_channel_in_the_customers_language() {
                 .get("/api/v1/notifications/email-sink", Some(&admin.token))
                 .await;
             let all = b.as_array()?.clone();
-            (all.len() == 2 * expected.len()).then_some(all)
+            (all.len() == 2 * sent).then_some(all)
         })
         .await;
     assert!(sink

@@ -44,9 +44,11 @@ pub fn patterns() -> Vec<String> {
 }
 
 /// The events beyond standing (which brings KYC approval) this service reacts to.
-pub const NOTIFIED: [&str; 16] = [
+pub const NOTIFIED: [&str; 19] = [
     "users.kyc.rejected.v1",
     "users.kyc.resubmission_requested.v1",
+    "users.phone.code_issued.v1",
+    "users.phone.verified.v1",
     "vehicles.reservation.created.v1",
     "vehicles.reservation.expired.v1",
     "vehicles.reservation.cancelled.v1",
@@ -58,6 +60,7 @@ pub const NOTIFIED: [&str; 16] = [
     "payments.contract.arrears_changed.v1",
     "payments.payment.received.v1",
     "payments.collection.failed.v1",
+    "payments.installment.due.v1",
     "telematics.risk.detected.v1",
     "telematics.immobilization.scheduled.v1",
     "support.ticket.replied.v1",
@@ -149,6 +152,14 @@ async fn apply(
                 json!({"reason": p.reason}),
             ))
         }
+        "users.phone.code_issued.v1" => {
+            crate::phone_codes::send_code(tx, &state.deps.keyring, event, now).await?;
+            None
+        }
+        "users.phone.verified.v1" => {
+            crate::phone_codes::adopt_verified(tx, &state.deps.keyring, event, now).await?;
+            None
+        }
         "vehicles.reservation.created.v1" => {
             let p: vehicles::ReservationCreated = serde_json::from_value(event.data.clone())?;
             let vars = json!({"expires_at": when(p.expires_at)});
@@ -166,6 +177,7 @@ async fn apply(
                         cancel_key: Some(key),
                     },
                     now,
+                    crate::digest::at(&state.deps.settings),
                 )
                 .await?;
             }
@@ -278,6 +290,24 @@ async fn apply(
                 }),
             ))
         }
+        "payments.installment.due.v1" => {
+            let p: payments::InstallmentDue = serde_json::from_value(event.data.clone())?;
+            let name = if p.days_before == 0 {
+                "installment_due_today"
+            } else {
+                "installment_due_soon"
+            };
+            Some(message(
+                event,
+                p.customer_id,
+                template(name)?,
+                json!({
+                    "amount": notify::format_money(p.amount_due_minor, &p.currency),
+                    "due_date": p.due_date,
+                    "installment": p.installment,
+                }),
+            ))
+        }
         "telematics.immobilization.scheduled.v1" => {
             let p: telematics::ImmobilizationScheduled =
                 serde_json::from_value(event.data.clone())?;
@@ -309,7 +339,7 @@ async fn apply(
     match msg {
         Some(m) => {
             let customer = m.customer;
-            let ids = notify::enqueue(tx, &m, now).await?;
+            let ids = notify::enqueue(tx, &m, now, crate::digest::at(&state.deps.settings)).await?;
             Ok((!ids.is_empty()).then_some(customer))
         }
         None => Ok(None),

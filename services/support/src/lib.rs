@@ -16,8 +16,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub mod api;
+pub mod digest;
+pub mod email;
 pub mod events;
+pub mod fcm;
 pub mod notify;
+pub mod phone_codes;
 pub mod sandbox;
 pub mod state;
 pub mod templates;
@@ -105,7 +109,7 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
     let sla_state = state.clone();
     let dispatcher = notify::Dispatcher {
         state: state.clone(),
-        providers: notify::Providers::from_deps(&deps),
+        providers: notify::Providers::from_deps(&deps)?,
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()?,

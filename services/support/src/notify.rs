@@ -202,7 +202,8 @@ pub struct NotificationView {
     pub language: String,
     pub subject: String,
     pub body: String,
-    /// `delivered` (in-app), or `queued`, `sending`, `sent`, `failed`, `cancelled`.
+    /// `delivered` (in-app), or `queued`, `sending`, `sent`, `failed`, `cancelled`;
+    /// a low-priority message is `digest` (held for the digest), then `digested`.
     pub status: String,
     pub attempts: i64,
     pub send_after: DateTime<Utc>,
@@ -267,10 +268,14 @@ pub struct Message<'a> {
 
 /// Writes the notifications of `m` on every channel the customer takes for its
 /// category, in `tx`. Returns the ids written (none when already written).
+///
+/// Low-priority messages on SMS, email and push are held (status `digest`)
+/// for the customer's next digest at local `digest_at` ([`crate::digest`]).
 pub async fn enqueue(
     tx: &mut Tx,
     m: &Message<'_>,
     now: DateTime<Utc>,
+    digest_at: NaiveTime,
 ) -> anyhow::Result<Vec<Uuid>> {
     let prefs = preferences(&mut **tx, m.customer).await?;
     let chosen: Vec<Channel> = prefs
@@ -300,14 +305,22 @@ pub async fn enqueue(
                 anyhow::anyhow!("template {} ({}): {e}", m.template.name, prefs.language)
             })?;
         let base = m.at.unwrap_or(now).max(now);
+        let digested = m.template.priority == "low" && *channel != Channel::InApp;
         let send_after = if critical || *channel == Channel::InApp {
             base
+        } else if digested {
+            quiet_until(
+                &prefs,
+                crate::digest::next_digest(&prefs.timezone, base, digest_at),
+            )
         } else {
             quiet_until(&prefs, base)
         };
         // An in-app message is delivered once it is written (and visible from `send_after`).
         let status = if *channel == Channel::InApp {
             "delivered"
+        } else if digested {
+            "digest"
         } else {
             "queued"
         };
@@ -337,7 +350,9 @@ pub async fn enqueue(
         .await?
         .rows_affected();
         if inserted == 1 {
-            let detail = if send_after > now {
+            let detail = if digested {
+                format!("held for the digest at {}", send_after.to_rfc3339())
+            } else if send_after > now {
                 format!("held until {}", send_after.to_rfc3339())
             } else {
                 "queued".to_owned()
@@ -378,6 +393,8 @@ pub struct Providers {
     /// Africa's Talking messaging API base URLs (primary, then failover), with credentials.
     pub sms: Vec<SmsProvider>,
     pub push: Option<PushProvider>,
+    /// SMTP when `MILIKI_SMTP_URL` is set; otherwise email goes to the local sink.
+    pub email: Option<crate::email::Smtp>,
     pub max_attempts: i64,
     pub retry_base: chrono::Duration,
     /// Non-critical SMS/push/email per customer per hour.
@@ -397,7 +414,11 @@ pub struct SmsProvider {
 pub struct PushProvider {
     pub base_url: String,
     pub project_id: String,
+    /// A bearer configured directly (`MILIKI_PUSH_ACCESS_TOKEN`), used when no
+    /// service account is.
     pub access_token: String,
+    /// Mints and caches bearer tokens (`MILIKI_PUSH_SERVICE_ACCOUNT_FILE`).
+    pub service_account: Option<std::sync::Arc<crate::fcm::ServiceAccount>>,
 }
 
 fn setting(settings: &miliki_platform::config::Settings, key: &str) -> Option<String> {
@@ -409,7 +430,7 @@ fn setting(settings: &miliki_platform::config::Settings, key: &str) -> Option<St
 }
 
 impl Providers {
-    pub fn from_deps(deps: &miliki_events::service::ServiceDeps) -> Self {
+    pub fn from_deps(deps: &miliki_events::service::ServiceDeps) -> anyhow::Result<Self> {
         let s = &deps.settings;
         let num = |key: &str, default: i64| {
             setting(s, key)
@@ -442,23 +463,40 @@ impl Providers {
                     .or_else(|| setting(s, "sms_sender_id")),
             });
         }
+        let service_account = setting(s, "push_service_account_file")
+            .map(|path| {
+                crate::fcm::ServiceAccount::load(&path, setting(s, "push_token_uri"), here)
+                    .map(std::sync::Arc::new)
+            })
+            .transpose()?;
         let push = Some(PushProvider {
             base_url: setting(s, "push_base_url")
                 .map(here)
                 .unwrap_or_else(|| format!("{sandbox}/push")),
-            project_id: setting(s, "push_project_id").unwrap_or_else(|| "sandbox".into()),
+            // The project named, else the service account's, else the sandbox's.
+            project_id: setting(s, "push_project_id")
+                .or_else(|| service_account.as_ref().and_then(|a| a.project_id.clone()))
+                .unwrap_or_else(|| "sandbox".into()),
             access_token: setting(s, "push_access_token").unwrap_or_else(|| "sandbox".into()),
+            service_account,
         });
-        Self {
+        crate::digest::check(s)?;
+        let email = crate::email::Smtp::from_settings(
+            setting(s, "smtp_url").as_deref(),
+            setting(s, "smtp_from").as_deref(),
+            setting(s, "smtp_helo").as_deref(),
+        )?;
+        Ok(Self {
             sms,
             push,
+            email,
             max_attempts: num("support_notify_max_attempts", 5).clamp(1, 50),
             retry_base: chrono::Duration::seconds(
                 num("support_notify_retry_base_secs", 30).clamp(1, 3600),
             ),
             per_customer_per_hour: num("support_notify_per_customer_per_hour", 20).clamp(1, 10_000),
             poll: Duration::from_millis(num("support_notify_poll_ms", 200).clamp(10, 60_000) as u64),
-        }
+        })
     }
 
     /// The wait before attempt `attempt + 1` after `attempt` failures: base × 2^(attempt−1), at most a day.
@@ -515,19 +553,24 @@ async fn send_sms(
 /// Sends one push message through FCM HTTP v1.
 async fn send_push(
     http: &reqwest::Client,
+    clock: &miliki_platform::clock::SharedClock,
     p: &PushProvider,
     token: &str,
     title: &str,
     body: &str,
     n: &NotificationView,
 ) -> Result<String, String> {
+    let bearer = match &p.service_account {
+        Some(account) => account.access_token(http, clock).await?,
+        None => p.access_token.clone(),
+    };
     let resp = http
         .post(format!(
             "{}/v1/projects/{}/messages:send",
             p.base_url.trim_end_matches('/'),
             p.project_id
         ))
-        .bearer_auth(&p.access_token)
+        .bearer_auth(&bearer)
         .json(&serde_json::json!({
             "message": {
                 "token": token,
@@ -573,6 +616,8 @@ impl Dispatcher {
     pub async fn dispatch_due(&self) -> anyhow::Result<usize> {
         let deps = &self.state.deps;
         let now = deps.clock.now();
+        // Held low-priority messages whose digest time came become one digest each.
+        crate::digest::compose_due(&self.state, now).await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM notifications WHERE status = 'queued' AND send_after <= $1 \
              ORDER BY send_after, id LIMIT 100"
@@ -731,12 +776,27 @@ impl Dispatcher {
                 let Some(p) = &self.providers.push else {
                     return Err(vec!["no push provider configured".into()]);
                 };
-                send_push(&self.http, p, address, &n.subject, &n.body, n)
-                    .await
-                    .map(|r| (format!("fcm {r}"), Vec::new()))
-                    .map_err(|e| vec![e])
+                send_push(
+                    &self.http,
+                    &self.state.deps.clock,
+                    p,
+                    address,
+                    &n.subject,
+                    &n.body,
+                    n,
+                )
+                .await
+                .map(|r| (format!("fcm {r}"), Vec::new()))
+                .map_err(|e| vec![e])
             }
             Ok(Channel::Email) => {
+                if let Some(smtp) = &self.providers.email {
+                    return smtp
+                        .send(address, &n.subject, &n.body)
+                        .await
+                        .map(|reply| (reply, Vec::new()))
+                        .map_err(|e| vec![e]);
+                }
                 let now = self.state.deps.clock.now();
                 let sink_id = miliki_platform::id::new_id();
                 sqlx::query(
@@ -965,6 +1025,7 @@ mod tests {
         let p = Providers {
             sms: vec![],
             push: None,
+            email: None,
             max_attempts: 5,
             retry_base: chrono::Duration::seconds(30),
             per_customer_per_hour: 20,

@@ -89,7 +89,7 @@ pub const TEMPLATES: &[Template] = &[
     Template {
         name: "reservation_made",
         category: "reservations",
-        priority: "normal",
+        priority: "low",
         vars: &["expires_at"],
         en: (
             "Vehicle reserved",
@@ -185,6 +185,42 @@ pub const TEMPLATES: &[Template] = &[
         ),
     },
     Template {
+        name: "installment_due_soon",
+        category: "payments",
+        priority: "low",
+        vars: &["amount", "due_date", "installment"],
+        en: (
+            "Your installment is due in two days",
+            "Installment {{ installment }} of {{ amount }} is due on {{ due_date }}. \
+             Keep the money in your mobile-money account, or pay ahead from the app or our paybill.",
+            "Miliki: installment {{ installment }} of {{ amount }} is due on {{ due_date }}.",
+        ),
+        sw: (
+            "Awamu yako inadaiwa baada ya siku mbili",
+            "Awamu ya {{ installment }} ya {{ amount }} inadaiwa tarehe {{ due_date }}. \
+             Weka pesa kwenye akaunti yako ya pesa za simu, au lipa mapema kupitia programu au paybill yetu.",
+            "Miliki: awamu ya {{ installment }} ya {{ amount }} inadaiwa tarehe {{ due_date }}.",
+        ),
+    },
+    Template {
+        name: "installment_due_today",
+        category: "payments",
+        priority: "normal",
+        vars: &["amount", "due_date", "installment"],
+        en: (
+            "Your installment is due today",
+            "Installment {{ installment }} of {{ amount }} is due today ({{ due_date }}). \
+             We will ask for it by mobile money; you can also pay from the app or our paybill.",
+            "Miliki: installment {{ installment }} of {{ amount }} is due today ({{ due_date }}).",
+        ),
+        sw: (
+            "Awamu yako inadaiwa leo",
+            "Awamu ya {{ installment }} ya {{ amount }} inadaiwa leo ({{ due_date }}). \
+             Tutaiomba kwa pesa za simu; unaweza pia kulipa kupitia programu au paybill yetu.",
+            "Miliki: awamu ya {{ installment }} ya {{ amount }} inadaiwa leo ({{ due_date }}).",
+        ),
+    },
+    Template {
         name: "arrears",
         category: "payments",
         priority: "high",
@@ -264,7 +300,47 @@ pub const TEMPLATES: &[Template] = &[
             "Miliki: jibu jipya kwenye \"{{ subject }}\".",
         ),
     },
+    Template {
+        // Sent by SMS only, to the phone being verified; never in-app.
+        name: "phone_code",
+        category: "security",
+        priority: "critical",
+        vars: &["code", "minutes"],
+        en: (
+            "Your Miliki code",
+            "Your Miliki verification code is {{ code }}. It works for {{ minutes }} minutes. Never share it: Miliki staff will not ask for it.",
+            "Miliki code: {{ code }}. Valid {{ minutes }} min. Do not share it.",
+        ),
+        sw: (
+            "Nambari yako ya Miliki",
+            "Nambari yako ya uthibitisho ya Miliki ni {{ code }}. Inafanya kazi kwa dakika {{ minutes }}. Usiishiriki: wafanyakazi wa Miliki hawataiomba.",
+            "Nambari ya Miliki: {{ code }}. Dakika {{ minutes }}. Usiishiriki.",
+        ),
+    },
 ];
+
+/// The digest that carries a customer's low-priority messages on one channel
+/// (see [`crate::digest`]): `items` are the messages as rendered for that channel.
+pub const DIGEST: Template = Template {
+    name: "digest",
+    category: "digest",
+    priority: "low",
+    vars: &["count", "items"],
+    en: (
+        "Your Miliki updates ({{ count }})",
+        "Here is what is new since your last update:\n\n\
+         {% for m in items %}{{ m.subject }}\n{{ m.body }}\n\n{% endfor %}",
+        "Miliki ({{ count }}): {% for m in items %}{{ m.body | replace(\"Miliki: \", \"\") }}\
+         {% if not loop.last %} | {% endif %}{% endfor %}",
+    ),
+    sw: (
+        "Taarifa zako za Miliki ({{ count }})",
+        "Haya ndiyo mapya tangu taarifa yako ya mwisho:\n\n\
+         {% for m in items %}{{ m.subject }}\n{{ m.body }}\n\n{% endfor %}",
+        "Miliki ({{ count }}): {% for m in items %}{{ m.body | replace(\"Miliki: \", \"\") }}\
+         {% if not loop.last %} | {% endif %}{% endfor %}",
+    ),
+};
 
 pub fn find(name: &str) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.name == name)
@@ -336,6 +412,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_digest_carries_every_item_in_both_languages() {
+        let vars = serde_json::json!({"count": 2, "items": [
+            {"subject": "First", "body": "Miliki: one thing."},
+            {"subject": "Second", "body": "Miliki: another."},
+        ]});
+        for lang in LANGUAGES {
+            for channel in Channel::ALL {
+                let r = render(&DIGEST, lang, *channel, &vars)
+                    .unwrap_or_else(|e| panic!("digest {lang} {channel}: {e}"));
+                assert!(r.subject.contains('2'), "{lang} {channel}: {}", r.subject);
+                assert!(r.body.contains("one thing") && r.body.contains("another"));
+            }
+        }
+        let sms = render(&DIGEST, "en", Channel::Sms, &vars).unwrap();
+        assert_eq!(sms.body, "Miliki (2): one thing. | another.");
+        let email = render(&DIGEST, "sw", Channel::Email, &vars).unwrap();
+        assert!(email.body.starts_with("Haya ndiyo mapya"));
+        assert!(email.body.contains("Second\nMiliki: another."));
+        assert!(render(
+            &DIGEST,
+            "en",
+            Channel::Sms,
+            &serde_json::json!({"count": 1})
+        )
+        .is_err());
     }
 
     #[test]
