@@ -51,7 +51,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn fresh_postgres(server: &str) -> anyhow::Result<String> {
+/// A fresh database on `server`, for one benchmark run.
+pub async fn fresh_postgres(server: &str) -> anyhow::Result<String> {
     let server = server.trim_end_matches('/');
     let name = format!("miliki_bench_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;

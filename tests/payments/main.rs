@@ -20,6 +20,7 @@ mod ledger;
 mod mobile;
 mod products;
 mod quotes;
+mod reminders;
 mod reports;
 mod support;
 mod verify;

@@ -823,3 +823,54 @@ async fn a_rail_that_keeps_failing_opens_its_circuit_and_readiness_says_so() {
     let (status, r) = pay(&app, &f.agent.token, f.id(), 1_000_00).await;
     assert_eq!(status, StatusCode::CREATED, "cash still works: {r}");
 }
+
+#[tokio::test]
+async fn no_money_prompt_goes_to_a_customer_whose_phone_is_unverified() {
+    let app = spawn_mobile(|_| {}).await;
+    let admin = app.admin().await;
+    let agent = app.agent().await;
+    // Onboarded through the API, so a code is sent and the phone waits for it.
+    let phone = unique_phone();
+    let (s, user) = app
+        .post(
+            "/api/v1/users",
+            Some(&agent.token),
+            json!({"name": "Njeri Mwangi", "phone": phone, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let id: uuid::Uuid = user["id"].as_str().unwrap().parse().unwrap();
+    wait_for_customer(&app, id).await;
+    let tokens = app.login(&phone, PASSWORD).await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let p = create_product(&app, &admin, boda_product()).await;
+    let contract = create_contract(
+        &app,
+        &admin,
+        contract_body(&p, id, 165_000_00, 33_000_00, 78),
+    )
+    .await;
+    let contract = contract["id"].as_str().unwrap().to_owned();
+
+    let code = app.phone_code(&phone, 1).await;
+    let (s, b) = pay_by(&app, &token, &contract, 33_000_00, "mpesa", Some(&phone)).await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "conflict");
+    assert!(b.to_string().contains("not verified"), "{b}");
+    assert!(statement(&app, "mpesa", &phone).await.is_empty());
+
+    // The agent verifies the phone on the spot; prompts may go out then.
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/users/{id}/verify-phone"),
+            Some(&agent.token),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    app.eventually("the verification to reach payments", || async {
+        let (s, _) = pay_by(&app, &token, &contract, 33_000_00, "mpesa", Some(&phone)).await;
+        (s == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    app.stop().await;
+}

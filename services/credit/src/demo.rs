@@ -185,6 +185,50 @@ impl Api {
     }
 }
 
+/// The agent enters the code the customer received, as at a branch: read
+/// here off the SMS sandbox. Without the sandbox (real SMS, or sandboxes
+/// off) the customer stays unverified and receives no money prompt.
+async fn verify_on_the_spot(api: &Api, agent: &str, user_id: &str, phone: &str) {
+    let code = patiently("the demo customer's phone code", || async {
+        let req = api.http.get(format!("{}/sandbox/sms/messages", api.base));
+        let (status, sent) = api.send(req, None).await?;
+        if status == 404 {
+            bail!("no SMS sandbox here");
+        }
+        Ok(sent.as_array().and_then(|messages| {
+            messages
+                .iter()
+                .filter(|m| m["request"]["to"] == phone)
+                .find_map(|m| {
+                    m["request"]["message"]
+                        .as_str()?
+                        .split(|c: char| !c.is_ascii_digit())
+                        .find(|w| w.len() == 6)
+                        .map(str::to_owned)
+                })
+        }))
+    })
+    .await;
+    let verified = match code {
+        Ok(code) => api
+            .post(
+                &format!("/api/v1/users/{user_id}/verify-phone"),
+                Some(agent),
+                json!({"code": code}),
+            )
+            .await
+            .map(|(status, _)| status == 200)
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+    if !verified {
+        tracing::warn!(
+            customer = user_id,
+            "demo: the customer's phone could not be verified here; no money prompt will reach them"
+        );
+    }
+}
+
 /// Retries `step` (which answers `None` while the platform is still catching up) for up to 15 s.
 async fn patiently<T, F, Fut>(what: &str, mut step: F) -> anyhow::Result<T>
 where
@@ -265,6 +309,7 @@ async fn seed_one(
         bail!("demo: registering {}: {status} {user}", c.name);
     }
     let user_id = user["id"].as_str().context("demo: user id")?.to_owned();
+    verify_on_the_spot(api, agent, &user_id, c.phone).await;
     let part = |name: &str| {
         reqwest::multipart::Part::bytes(jpeg())
             .file_name(format!("{name}.jpg"))
@@ -324,7 +369,7 @@ async fn seed_one(
             if status == 201 {
                 return Ok(Some((
                     id.to_owned(),
-                    v["price"]["amount_minor"].as_i64().unwrap_or(0),
+                    v["price_minor"].as_i64().unwrap_or(0),
                 )));
             }
             if status == 403 {

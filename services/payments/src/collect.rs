@@ -1128,6 +1128,20 @@ async fn attempt_in(
         if !rail_takes(settings.rail, c.currency) {
             break 'decide "rail_refuses_currency";
         }
+        if !store::phone_may_be_prompted(tx, c.customer_id).await? {
+            // The code may be entered any minute: look again later today.
+            money::schedule_day(
+                tx,
+                d.contract_id,
+                d.day,
+                Some(now + Duration::minutes(30)),
+                "phone_unverified",
+                true,
+                now,
+            )
+            .await?;
+            return Ok(None);
+        }
         let phone = match deps.keyring.decrypt_string(PHONE_FIELD, &settings.phone) {
             Ok(p) => p,
             Err(e) => {

@@ -3,11 +3,13 @@
 //! - `users.user.registered.v1` records who onboarded each customer (an
 //!   agent's book); `users.kyc.approved.v1`, `users.user.suspended.v1` and
 //!   `users.user.reinstated.v1` keep the [`standing`] projection.
+//! - `users.phone.code_issued.v1` and `users.phone.verified.v1` record whose
+//!   phone is unverified: no money prompt goes to a customer until it is.
 //! - `vehicles.vehicle.listed.v1` records a vehicle's type and price, for quotes.
 //! - `credit.application.accepted.v1` (the credit service's) writes the contract.
 
 use async_trait::async_trait;
-use miliki_events::catalogue::users::UserRegistered;
+use miliki_events::catalogue::users::{PhoneCodeIssued, PhoneVerified, UserRegistered};
 use miliki_events::catalogue::vehicles::VehicleListed;
 use miliki_events::{inbox, standing, Event, EventHandler};
 use miliki_platform::money::Currency;
@@ -45,6 +47,8 @@ pub fn patterns() -> Vec<String> {
         .copied()
         .chain([
             "users.user.registered.v1",
+            "users.phone.code_issued.v1",
+            "users.phone.verified.v1",
             "vehicles.vehicle.listed.v1",
             APPLICATION_ACCEPTED,
         ])
@@ -69,6 +73,10 @@ impl EventHandler for Consumer {
             if p.role == "customer" {
                 store::upsert_customer(&mut tx, p.user_id, p.onboarded_by, event.time).await?;
             }
+        } else if let Some(p) = event.payload::<PhoneCodeIssued>() {
+            store::set_phone_verified(&mut tx, p?.user_id, false, event.time).await?;
+        } else if let Some(p) = event.payload::<PhoneVerified>() {
+            store::set_phone_verified(&mut tx, p?.user_id, true, event.time).await?;
         } else if let Some(p) = event.payload::<VehicleListed>() {
             let p = p?;
             store::upsert_vehicle(

@@ -23,6 +23,7 @@ pub mod events;
 pub mod money;
 pub mod ops;
 pub mod rails;
+pub mod reminders;
 pub mod state;
 pub mod store;
 pub mod verify;
@@ -76,6 +77,16 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             version: 5,
             name: "mobile_money",
             sql: include_str!("../migrations/0005_mobile_money.sql"),
+        },
+        Migration {
+            version: 6,
+            name: "installment_reminders",
+            sql: include_str!("../migrations/0006_installment_reminders.sql"),
+        },
+        Migration {
+            version: 7,
+            name: "phone_standing",
+            sql: include_str!("../migrations/0007_phone_standing.sql"),
         },
     ],
 };

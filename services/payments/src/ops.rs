@@ -851,6 +851,12 @@ pub async fn run_daily(state: AppState, shutdown: tokio_util::sync::Cancellation
             Ok(n) => tracing::info!(contracts = n, %today, "contracts aged"),
             Err(e) => tracing::warn!(error = %e, "the daily arrears job failed; will retry"),
         }
+        // After ageing, so credit waiting for today's installment is applied first.
+        match crate::reminders::remind_due(&state, today, state.deps.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reminders = n, %today, "installment-due reminders published"),
+            Err(e) => tracing::warn!(error = %e, "installment-due reminders failed; will retry"),
+        }
         if purged_on != Some(today) {
             match miliki_platform::idempotency::purge(&state.deps.db, state.deps.clock.now()).await
             {

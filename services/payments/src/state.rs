@@ -34,6 +34,9 @@ pub struct Config {
     pub collect_poll: Duration,
     /// Prompts and checks the collector has out at once.
     pub collect_concurrency: usize,
+    /// The local time from which the daily job publishes the installment-due
+    /// reminders of the day (`MILIKI_PAYMENTS_REMINDER_AT`, `HH:MM`, default 08:00).
+    pub reminder_at: chrono::NaiveTime,
 }
 
 /// A service setting as trimmed text (strings and numbers), if set.
@@ -86,7 +89,14 @@ impl Config {
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(default)
         };
+        let reminder_at = match extra_str(settings, "payments_reminder_at") {
+            None => chrono::NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
+            Some(t) => chrono::NaiveTime::parse_from_str(&t, "%H:%M").map_err(|_| {
+                anyhow::anyhow!("MILIKI_PAYMENTS_REMINDER_AT {t:?} is not a time like 08:00")
+            })?,
+        };
         Ok(Self {
+            reminder_at,
             time_zone,
             bucket_bounds,
             arrears_poll: Duration::from_millis(poll),

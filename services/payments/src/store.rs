@@ -196,6 +196,41 @@ pub async fn upsert_customer(
     Ok(())
 }
 
+/// Records whether `customer`'s phone is verified, unless a later fact is known.
+pub async fn set_phone_verified(
+    conn: &mut AnyConnection,
+    customer: Uuid,
+    verified: bool,
+    as_of: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO phone_standing (customer_id, verified, as_of) VALUES ($1, $2, $3) \
+         ON CONFLICT (customer_id) DO UPDATE SET verified = excluded.verified, as_of = excluded.as_of \
+         WHERE phone_standing.as_of <= excluded.as_of",
+    )
+    .bind(customer.to_string())
+    .bind(i64::from(verified))
+    .bind(to_micros(as_of))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a money prompt may go to `customer`: not while the users service
+/// has said their phone awaits its code. Accounts it said nothing of (created
+/// before phone codes existed) may.
+pub async fn phone_may_be_prompted(
+    conn: &mut AnyConnection,
+    customer: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let verified: Option<i64> =
+        sqlx::query_scalar("SELECT verified FROM phone_standing WHERE customer_id = $1")
+            .bind(customer.to_string())
+            .fetch_optional(conn)
+            .await?;
+    Ok(verified != Some(0))
+}
+
 /// The agent who onboarded `customer`, if this service has heard of one.
 pub async fn onboarded_by(
     pool: &sqlx::AnyPool,

@@ -18,6 +18,7 @@ use crate::collect::{self, DEFAULT_COLLECT_AT, PHONE_FIELD};
 use crate::money::{self, CollectionSettings, MoneyRequest, RequestStatus};
 use crate::rails::Rail;
 use crate::state::{AppState, Caller};
+use crate::store;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CollectionView {
@@ -134,6 +135,14 @@ pub async fn put(
             format!("{rail} does not collect {}", contract.currency),
         ));
     }
+    let mut conn = state.deps.db.writer().acquire().await?;
+    if !store::phone_may_be_prompted(&mut conn, contract.customer_id).await? {
+        return Err(ApiError::Conflict(
+            "the customer's phone is not verified yet: automatic collection can start \
+             once the code sent to it is entered"
+                .into(),
+        ));
+    }
     let settings = CollectionSettings {
         contract_id: id,
         rail,
@@ -143,7 +152,6 @@ pub async fn put(
         updated_by: Some(caller.id),
         updated_at: state.deps.clock.now(),
     };
-    let mut conn = state.deps.db.writer().acquire().await?;
     money::put_settings(&mut conn, &settings, false).await?;
     Ok(Json(view(&state, &settings)))
 }
@@ -163,6 +171,10 @@ pub struct AttemptView {
     pub day: Option<NaiveDate>,
     pub rail_code: Option<String>,
     pub rail_message: Option<String>,
+    /// The rail's id for the prompt, what a status query needs and what the
+    /// operator quotes to the provider: M-Pesa's CheckoutRequestID once the
+    /// rail took the prompt; MoMo's X-Reference-Id, chosen before sending.
+    pub rail_reference: Option<String>,
     pub receipt: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -184,6 +196,7 @@ impl From<&MoneyRequest> for AttemptView {
             day: r.collection_day,
             rail_code: r.result_code.clone(),
             rail_message: r.result_text.clone(),
+            rail_reference: r.provider_ref.clone(),
             receipt: r.receipt.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,

@@ -161,6 +161,16 @@ pub async fn create(
                 "{rail} keeps failing; try again in a minute"
             )));
         }
+        {
+            let mut conn = deps.db.reader().acquire().await?;
+            if !store::phone_may_be_prompted(&mut conn, contract.customer_id).await? {
+                return Err(ApiError::Conflict(
+                    "the customer's phone is not verified yet: no money prompt can go out \
+                     until the code sent to it is entered"
+                        .into(),
+                ));
+            }
+        }
         let claim =
             match idempotency::claim(&deps.db, &caller.id.to_string(), &request, deps.clock.now())
                 .await?
