@@ -358,18 +358,7 @@ impl TestApp {
         self.eventually("the phone code by SMS", || async {
             let (s, messages) = self.get("/sandbox/sms/messages", None).await;
             assert_eq!(s, StatusCode::OK, "{messages}");
-            let codes: Vec<String> = messages
-                .as_array()?
-                .iter()
-                .filter(|m| m["request"]["to"] == phone)
-                .filter_map(|m| {
-                    let text = m["request"]["message"].as_str()?;
-                    text.split(|c: char| !c.is_ascii_digit())
-                        .find(|w| w.len() == 6)
-                        .map(str::to_owned)
-                })
-                .collect();
-            codes.get(n - 1).cloned()
+            codes_sent_to(&messages, phone).get(n - 1).cloned()
         })
         .await
     }
@@ -411,4 +400,22 @@ macro_rules! require_env {
             }
         }
     };
+}
+
+/// The six-digit codes in the SMS sandbox's record (`GET /sandbox/sms/messages`)
+/// sent to `phone`, oldest first.
+pub fn codes_sent_to(messages: &Value, phone: &str) -> Vec<String> {
+    let Some(messages) = messages.as_array() else {
+        return Vec::new();
+    };
+    messages
+        .iter()
+        .filter(|m| m["request"]["to"] == phone)
+        .filter_map(|m| {
+            let text = m["request"]["message"].as_str()?;
+            text.split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+                .map(str::to_owned)
+        })
+        .collect()
 }
