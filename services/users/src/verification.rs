@@ -7,7 +7,6 @@
 //! prompt, and once the operator's grace period has run out the account
 //! cannot log in (nor refresh) with it.
 
-use subtle::ConstantTimeEq;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -19,6 +18,7 @@ use miliki_platform::db::{RowExt, Tx};
 use miliki_platform::ApiError;
 use rand::Rng;
 use sqlx::Row;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::store::UserRecord;
