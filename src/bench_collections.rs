@@ -128,6 +128,7 @@ pub async fn collections(_settings: Settings, args: CollectionsArgs) -> anyhow::
                 currency: Currency::Kes,
                 deposit_minor: 3_300_000,
                 term_periods: 78,
+                upgrade: None,
             };
             let (c, book) = ops::create_contract(&state, &mut tx, &input, Some(admin))
                 .await

@@ -120,6 +120,7 @@ pub async fn payments(_settings: Settings, args: PaymentsArgs) -> anyhow::Result
                 currency: Currency::Kes,
                 deposit_minor: 3_300_000,
                 term_periods: 12,
+                upgrade: None,
             };
             let (c, book) = ops::create_contract(&state, &mut tx, &input, Some(admin))
                 .await

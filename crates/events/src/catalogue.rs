@@ -422,6 +422,29 @@ pub mod payments {
         pub days_before: i64,
     }
     event!(InstallmentDue, "payments.installment.due.v1", contract_id);
+
+    /// A contract closed as `upgraded`: the customer traded its vehicle in
+    /// for the one under `new_contract_id`, which activated in the same
+    /// transaction. `vehicle_id` is the vehicle handed back.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ContractUpgraded {
+        pub contract_id: Uuid,
+        pub customer_id: Uuid,
+        pub vehicle_id: Uuid,
+        pub new_contract_id: Uuid,
+        pub new_vehicle_id: Uuid,
+        pub upgrade_request_id: Uuid,
+        /// The trade-in value the upgrade was approved at.
+        pub trade_in_value_minor: i64,
+        /// What the trade-in left after the old contract's debt, carried to the new one.
+        pub equity_minor: i64,
+        pub currency: String,
+    }
+    event!(
+        ContractUpgraded,
+        "payments.contract.upgraded.v1",
+        contract_id
+    );
 }
 
 /// Events of the telematics service.
@@ -544,6 +567,19 @@ pub mod credit {
         pub currency: String,
         pub deposit_minor: i64,
         pub term_periods: i64,
+        /// Set when the application carries an approved upgrade's equity.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade: Option<UpgradeTerms>,
+    }
+
+    /// The approved upgrade an application's deposit comes from: the old
+    /// contract is settled by trading its vehicle in at `trade_in_value_minor`,
+    /// and what is left over pays the new contract's deposit.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UpgradeTerms {
+        pub upgrade_request_id: Uuid,
+        pub from_contract_id: Uuid,
+        pub trade_in_value_minor: i64,
     }
     event!(
         ApplicationAccepted,
@@ -636,5 +672,29 @@ pub mod support {
         TicketSlaBreached,
         "support.ticket.sla_breached.v1",
         ticket_id
+    );
+    /// An admin decided an upgrade request: `approved` (the equity may now
+    /// be carried into a credit application for the desired vehicle) or
+    /// `declined`, with the reason.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct UpgradeDecided {
+        pub upgrade_request_id: Uuid,
+        pub customer_id: Uuid,
+        pub contract_id: Uuid,
+        pub desired_vehicle_id: Uuid,
+        /// `approved` or `declined`.
+        pub decision: String,
+        pub reason: String,
+        pub decided_by: Uuid,
+        /// What the old vehicle is taken back at.
+        pub trade_in_value_minor: i64,
+        /// The trade-in value less what the old contract still owes, at the decision.
+        pub equity_minor: i64,
+        pub currency: String,
+    }
+    event!(
+        UpgradeDecided,
+        "support.upgrade.decided.v1",
+        upgrade_request_id
     );
 }

@@ -95,10 +95,11 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                 .iter()
                 .copied()
                 // The payments service's contract activation converts reservations;
-                // its payoff makes the vehicle the customer's.
+                // its payoff makes the vehicle the customer's; an upgrade hands it back.
                 .chain([
                     "payments.contract.activated.v1",
                     "payments.contract.paid_off.v1",
+                    "payments.contract.upgraded.v1",
                 ])
                 .map(str::to_owned)
                 .collect(),
@@ -139,7 +140,7 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                 .collect(),
         ),
         // Credit: standing, prices and reservations for eligibility; contracts,
-        // payments and driving for the living score.
+        // payments and driving for the living score; approved upgrades' equity.
         (
             "credit".to_owned(),
             crate::standing::PATTERNS
@@ -163,11 +164,14 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                     "payments.payment.received.v1",
                     "payments.payment.reversed.v1",
                     "telematics.risk.detected.v1",
+                    "payments.contract.upgraded.v1",
+                    "support.upgrade.decided.v1",
                 ])
                 .map(str::to_owned)
                 .collect(),
         ),
-        // Support: crashes open tickets; the rest become notifications.
+        // Support: crashes open tickets; scores and upgrades feed upgrade
+        // requests; the rest become notifications.
         (
             "support".to_owned(),
             crate::standing::PATTERNS
@@ -193,6 +197,9 @@ pub fn topology() -> Vec<(String, Vec<String>)> {
                     "telematics.risk.detected.v1",
                     "telematics.immobilization.scheduled.v1",
                     "support.ticket.replied.v1",
+                    "credit.score.changed.v1",
+                    "payments.contract.upgraded.v1",
+                    "support.upgrade.decided.v1",
                 ])
                 .map(str::to_owned)
                 .collect(),

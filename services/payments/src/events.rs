@@ -6,15 +6,16 @@
 //! - `users.phone.code_issued.v1` and `users.phone.verified.v1` record whose
 //!   phone is unverified: no money prompt goes to a customer until it is.
 //! - `vehicles.vehicle.listed.v1` records a vehicle's type and price, for quotes.
-//! - `credit.application.accepted.v1` (the credit service's) writes the contract.
+//! - `credit.application.accepted.v1` (the credit service's) writes the
+//!   contract; one carrying an upgrade trades the old contract in (see
+//!   [`crate::upgrade`]).
 
 use async_trait::async_trait;
+use miliki_events::catalogue::credit::ApplicationAccepted;
 use miliki_events::catalogue::users::{PhoneCodeIssued, PhoneVerified, UserRegistered};
 use miliki_events::catalogue::vehicles::VehicleListed;
 use miliki_events::{inbox, standing, Event, EventHandler};
 use miliki_platform::money::Currency;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::ops::{self, NewContract};
 use crate::state::AppState;
@@ -23,22 +24,8 @@ use crate::store;
 /// The consumer name: one queue, one inbox namespace.
 pub const CONSUMER: &str = "payments";
 
-/// The credit service's event this service reacts to; the credit issue
-/// defines it with (at least) these fields.
+/// The credit service's event this service reacts to.
 pub const APPLICATION_ACCEPTED: &str = "credit.application.accepted.v1";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApplicationAccepted {
-    pub application_id: Uuid,
-    pub customer_id: Uuid,
-    pub vehicle_id: Uuid,
-    pub reservation_id: Option<Uuid>,
-    pub product_id: Uuid,
-    pub price_minor: i64,
-    pub currency: String,
-    pub deposit_minor: i64,
-    pub term_periods: i64,
-}
 
 /// Topic patterns this service consumes (kept equal to `miliki_events::service::topology`).
 pub fn patterns() -> Vec<String> {
@@ -90,6 +77,7 @@ impl EventHandler for Consumer {
             .await?;
         } else if event.event_type == APPLICATION_ACCEPTED {
             let a: ApplicationAccepted = serde_json::from_value(event.data.clone())?;
+            // An upgrade's deposit is the trade-in of the old contract's vehicle.
             let currency: Currency = a.currency.parse()?;
             let input = NewContract {
                 application_id: Some(a.application_id),
@@ -101,6 +89,7 @@ impl EventHandler for Consumer {
                 currency,
                 deposit_minor: a.deposit_minor,
                 term_periods: a.term_periods,
+                upgrade: a.upgrade.clone(),
             };
             ops::create_contract(&self.state, &mut tx, &input, None)
                 .await

@@ -26,6 +26,7 @@ pub mod rails;
 pub mod reminders;
 pub mod state;
 pub mod store;
+pub mod upgrade;
 pub mod verify;
 
 pub use state::{AppState, Config};
@@ -87,6 +88,11 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             version: 7,
             name: "phone_standing",
             sql: include_str!("../migrations/0007_phone_standing.sql"),
+        },
+        Migration {
+            version: 8,
+            name: "upgrades",
+            sql: include_str!("../migrations/0008_upgrades.sql"),
         },
     ],
 };

@@ -3,6 +3,7 @@
 //! its inbox entry, in the same commit as the effect).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use miliki_events::catalogue::credit::UpgradeTerms;
 use miliki_events::catalogue::payments as ev;
 use miliki_platform::db::Tx;
 use miliki_platform::money::Currency;
@@ -30,6 +31,8 @@ pub struct NewContract {
     pub currency: Currency,
     pub deposit_minor: i64,
     pub term_periods: i64,
+    /// The approved upgrade whose trade-in pays the deposit, if any.
+    pub upgrade: Option<UpgradeTerms>,
 }
 
 fn conflict(e: String) -> ApiError {
@@ -89,6 +92,9 @@ pub async fn create_contract(
         return Err(ApiError::Conflict(
             "the vehicle already has a live contract".into(),
         ));
+    }
+    if let Some(up) = &input.upgrade {
+        crate::upgrade::check_trade_in(state, tx, input, up).await?;
     }
     let q = quote(
         &terms,
@@ -179,11 +185,27 @@ pub async fn create_contract(
             },
         )
         .await?;
+    let mut book = book;
+    if let Some(up) = &input.upgrade {
+        crate::upgrade::record(tx, record.id, up).await?;
+        // The trade-in may meet the deposit and fee on its own.
+        settle(
+            state,
+            tx,
+            &mut record,
+            &mut book,
+            Outcome::default(),
+            today,
+            actor,
+            None,
+        )
+        .await?;
+    }
     Ok((record, book))
 }
 
 /// Moves a contract to `to`, recording the transition.
-async fn transition(
+pub(crate) async fn transition(
     tx: &mut Tx,
     c: &mut ContractRecord,
     to: ContractStatus,
@@ -284,6 +306,11 @@ pub async fn settle(
 ) -> Result<(), ApiError> {
     let deps = &state.deps;
     let now = deps.clock.now();
+    if c.status == ContractStatus::PendingDeposit {
+        if let Some(up) = crate::upgrade::pending(tx, c.id).await? {
+            crate::upgrade::try_trade_in(state, tx, c, book, &up, today, actor).await?;
+        }
+    }
     if c.status.takes_payments() {
         // A payoff on a product that waives future interest.
         if c.product.payoff_waives_future_interest
@@ -513,12 +540,19 @@ pub async fn reverse_payment(
     let (mut c, mut book) = load_locked(state, tx, payment.contract_id).await?;
     if matches!(
         c.status,
-        ContractStatus::OwnershipTransferred | ContractStatus::WrittenOff
+        ContractStatus::OwnershipTransferred
+            | ContractStatus::WrittenOff
+            | ContractStatus::Upgraded
     ) {
         return Err(ApiError::Conflict(format!(
             "the contract is {}; its payments can no longer be reversed",
             c.status
         )));
+    }
+    if payment.method == crate::upgrade::TRADE_IN {
+        return Err(ApiError::Conflict(
+            "a trade-in is not money received and cannot be reversed".into(),
+        ));
     }
     if !store::mark_reversed(tx, payment_id, by, reason, now).await? {
         return Err(ApiError::Conflict("the payment is already reversed".into()));

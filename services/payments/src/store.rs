@@ -416,7 +416,7 @@ pub async fn live_contract_for_vehicle(
 ) -> Result<Option<Uuid>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id FROM contracts WHERE vehicle_id = $1 AND status NOT IN \
-         ('cancelled', 'written_off', 'ownership_transferred', 'paid_off') LIMIT 1",
+         ('cancelled', 'written_off', 'ownership_transferred', 'paid_off', 'upgraded') LIMIT 1",
     )
     .bind(vehicle.to_string())
     .fetch_optional(conn)

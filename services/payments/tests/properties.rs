@@ -298,4 +298,55 @@ proptest! {
         prop_assert_eq!(book.outstanding(), 0);
         check(&book, &ledger, pay)?;
     }
+
+    /// A trade-in at any value, after any payments and late fees, either
+    /// settles everything (nothing receivable, no credit, unearned interest
+    /// gone, the equity exactly value + credit − what was owed, the journal
+    /// balanced) or, when the value cannot cover the debt, changes nothing.
+    #[test]
+    fn a_trade_in_settles_everything_or_nothing(
+        t in realistic_terms(),
+        pays in prop::collection::vec((0i64..3_000_000, 0u64..40), 0..8),
+        value in 0i64..60_000_000,
+    ) {
+        let Some((_, mut book, mut ledger, mut today)) = originate(&t) else { return Ok(()); };
+        let fee = LateFee { rule: LateFeeRule::PercentOfOverdue { rate_bps: 500 }, grace_days: 3 };
+        for (amount, days) in pays {
+            today = today.checked_add_days(Days::new(days)).unwrap_or(today);
+            ledger.post(&book.charge_late_fees(today, &fee).postings)?;
+            if amount > 0 {
+                ledger.post(&[book.receive(amount, "cash")])?;
+            }
+            ledger.post(&book.allocate(today, true, &DEFAULT_ALLOCATION).postings)?;
+        }
+        let owed = book.outstanding() - book.outstanding_of(Component::Interest);
+        let credit = book.credit_minor;
+        let before = book.clone();
+        match book.trade_in(value) {
+            None => {
+                prop_assert!(value + credit < owed, "refused a covering trade-in");
+                prop_assert_eq!(&book, &before);
+            }
+            Some((out, equity)) => {
+                prop_assert_eq!(equity, value + credit - owed);
+                prop_assert!(equity >= 0);
+                ledger.post(&out.postings)?;
+                prop_assert_eq!(book.outstanding(), 0);
+                prop_assert_eq!(book.credit_minor, 0);
+                for a in [
+                    Account::DepositReceivable,
+                    Account::PrincipalReceivable,
+                    Account::InterestReceivable,
+                    Account::FeesReceivable,
+                    Account::PenaltiesReceivable,
+                    Account::CustomerCredit,
+                    Account::UnearnedInterest,
+                ] {
+                    prop_assert_eq!(ledger.get(a.clone()), 0, "{:?} left", a);
+                }
+                prop_assert_eq!(ledger.get(Account::VehicleReturns), value);
+                prop_assert_eq!(ledger.get(Account::Clearing("trade_in".into())), -equity);
+            }
+        }
+    }
 }

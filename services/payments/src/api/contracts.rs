@@ -82,6 +82,7 @@ impl CreateContract {
                 currency,
                 deposit_minor,
                 term_periods,
+                upgrade: None,
             }),
             _ => Err(ApiError::field("body", "is incomplete")),
         }

@@ -37,6 +37,8 @@ pub enum Account {
     FeeIncome,
     PenaltyIncome,
     WriteOffLoss,
+    /// Vehicles taken back in trade for an upgrade, at their trade-in value.
+    VehicleReturns,
 }
 
 impl Account {
@@ -55,6 +57,7 @@ impl Account {
             Account::FeeIncome => "income:fees".into(),
             Account::PenaltyIncome => "income:penalties".into(),
             Account::WriteOffLoss => "loss:write_off".into(),
+            Account::VehicleReturns => "vehicle_returns".into(),
         }
     }
 
@@ -92,6 +95,7 @@ miliki_platform::string_enum!(
         Unallocation => "unallocation",
         Waiver => "waiver",
         WriteOff => "write_off",
+        TradeIn => "trade_in",
     }
 );
 
@@ -542,6 +546,62 @@ impl Book {
             out.postings.push(p);
         }
         out
+    }
+
+    /// Settles the whole book by taking its vehicle back at `value_minor`
+    /// (an upgrade). Interest not yet paid was never earned and leaves
+    /// unearned interest; principal, fees and penalties still owed are paid
+    /// from the value, and waiting credit is released. What is left, the
+    /// equity, leaves through `clearing:trade_in` for the new contract.
+    /// `None`, and nothing changed, when the value and the credit do not
+    /// cover what is owed.
+    pub fn trade_in(&mut self, value_minor: i64) -> Option<(Outcome, i64)> {
+        let debt: i64 = self
+            .lines
+            .iter()
+            .map(|l| l.total_outstanding() - l.outstanding(Component::Interest))
+            .sum();
+        let equity = value_minor
+            .checked_add(self.credit_minor)?
+            .checked_sub(debt)?;
+        if value_minor < 0 || equity < 0 {
+            return None;
+        }
+        let mut out = Outcome::default();
+        let mut p = Posting::new(PostingKind::TradeIn, "vehicle traded in for an upgrade");
+        for line in &mut self.lines {
+            for c in [
+                Component::Penalties,
+                Component::Fees,
+                Component::Interest,
+                Component::Principal,
+            ] {
+                let amount = line.outstanding(c);
+                if amount <= 0 {
+                    continue;
+                }
+                p.push(
+                    Account::receivable(c, line.number),
+                    Some(line.number),
+                    -amount,
+                );
+                if c == Component::Interest {
+                    line.waived[c.index()] += amount;
+                    p.push(Account::UnearnedInterest, Some(line.number), amount);
+                } else {
+                    line.paid[c.index()] += amount;
+                }
+                out.touch(line.number);
+            }
+        }
+        p.push(Account::VehicleReturns, None, value_minor);
+        p.push(Account::CustomerCredit, None, self.credit_minor);
+        p.push(Account::Clearing("trade_in".into()), None, -equity);
+        self.credit_minor = 0;
+        if !p.entries.is_empty() {
+            out.postings.push(p);
+        }
+        Some((out, equity))
     }
 
     /// Late fees due by `today` under `fee`: one per installment unpaid more

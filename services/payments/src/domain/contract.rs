@@ -13,6 +13,7 @@ miliki_platform::string_enum!(
         Defaulted => "defaulted",
         WrittenOff => "written_off",
         Cancelled => "cancelled",
+        Upgraded => "upgraded",
     }
 );
 
@@ -37,6 +38,8 @@ impl ContractStatus {
                 // A reversal of the last payment reopens a paid-off contract.
                 | (PaidOff, Active)
                 | (PaidOff, OwnershipTransferred)
+                // Traded in when the upgrade's new contract activates.
+                | (Active, Upgraded)
         );
         if legal {
             Ok(to)
