@@ -7,6 +7,8 @@
 //!   the offer made on it.
 //! - `payments.*` and `telematics.risk.detected.v1` keep the customer's
 //!   history and recompute their living score.
+//! - `support.upgrade.decided.v1` (approved) lets an application carry the
+//!   upgrade's equity as its deposit: see [`crate::upgrades`].
 //!
 //! Every effect is claimed in the inbox in the same transaction, so a
 //! redelivered event changes nothing twice.
@@ -15,8 +17,9 @@ use async_trait::async_trait;
 use miliki_events::catalogue::payments::{
     ArrearsChanged, ContractActivated, ContractCreated, ContractDefaulted,
     ContractOwnershipTransferred, ContractPaidOff, ContractPaused, ContractResumed,
-    ContractWrittenOff, PaymentReceived, PaymentReversed,
+    ContractUpgraded, ContractWrittenOff, PaymentReceived, PaymentReversed,
 };
+use miliki_events::catalogue::support::UpgradeDecided;
 use miliki_events::catalogue::telematics::RiskDetected;
 use miliki_events::catalogue::vehicles::{
     ReservationCancelled, ReservationConverted, ReservationCreated, ReservationExpired,
@@ -54,6 +57,8 @@ pub const FOLLOWS: &[&str] = &[
     "payments.payment.received.v1",
     "payments.payment.reversed.v1",
     "telematics.risk.detected.v1",
+    "payments.contract.upgraded.v1",
+    "support.upgrade.decided.v1",
 ];
 
 pub fn patterns() -> Vec<String> {
@@ -232,6 +237,20 @@ impl EventHandler for Consumer {
             )
             .await?;
             rescore = Some((p.customer_id, "contract_completed"));
+        } else if let Some(p) = event.payload::<ContractUpgraded>() {
+            let p = p?;
+            store::upsert_contract_status(
+                &mut tx,
+                p.contract_id,
+                p.customer_id,
+                p.vehicle_id,
+                "upgraded",
+                None,
+                at,
+            )
+            .await?;
+        } else if let Some(p) = event.payload::<UpgradeDecided>() {
+            crate::upgrades::apply_decision(&mut tx, &p?, at).await?;
         } else if let Some(p) = event.payload::<ContractOwnershipTransferred>() {
             let p = p?;
             store::upsert_contract_status(

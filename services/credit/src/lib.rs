@@ -28,6 +28,7 @@ pub mod quotes;
 pub mod state;
 pub mod statement;
 pub mod store;
+pub mod upgrades;
 
 pub use state::{AppState, Config};
 
@@ -64,6 +65,11 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             version: 4,
             name: "idempotency_keys",
             sql: miliki_platform::idempotency::SCHEMA,
+        },
+        Migration {
+            version: 5,
+            name: "upgrade_grants",
+            sql: include_str!("../migrations/0005_upgrade_grants.sql"),
         },
     ],
 };

@@ -113,13 +113,8 @@ impl FromRequestParts<AppState> for Caller {
         if standing.suspended {
             return Err(ApiError::Unauthenticated("the account is suspended".into()));
         }
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
+        let token = miliki_platform::auth::bearer_token(&parts.headers)
             .unwrap_or_default()
-            .trim()
             .to_owned();
         Ok(Caller {
             id: auth.id,

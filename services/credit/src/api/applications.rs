@@ -28,6 +28,7 @@ use crate::quotes;
 use crate::state::{may_see_customer, AppState, Caller};
 use crate::statement;
 use crate::store::{self, ApplicationRecord};
+use crate::upgrades;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +61,10 @@ pub struct ApplicationRequest {
     pub occupation: Option<String>,
     pub income: Option<IncomeInput>,
     pub guarantor: Option<GuarantorInput>,
+    /// An approved upgrade request for this vehicle: its equity pays the
+    /// deposit (which defaults to that equity), and accepting trades the old
+    /// contract's vehicle in.
+    pub upgrade_request_id: Option<Uuid>,
 }
 
 const MAX_MINOR: i64 = 10_000_000_000_000;
@@ -260,9 +265,17 @@ pub async fn create(
     req: Request,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Customer, Role::Agent])?;
-    let (body, statement_bytes) = read_body(&state, req).await?;
-    let input = parse_request(&body)?;
+    let (mut body, statement_bytes) = read_body(&state, req).await?;
     let deps = &state.deps;
+    // An upgrade's deposit is its equity unless the applicant says otherwise.
+    let upgrade_id = body.upgrade_request_id;
+    if let (Some(id), None) = (upgrade_id, body.deposit_minor) {
+        let mut conn = deps.db.reader().acquire().await?;
+        body.deposit_minor = upgrades::find(&mut conn, id, "")
+            .await?
+            .map(|g| g.equity_minor.max(0));
+    }
+    let input = parse_request(&body)?;
     let customer = match caller.role {
         Role::Customer => match input.customer_id {
             Some(c) if c != caller.id => {
@@ -326,6 +339,13 @@ pub async fn create(
             ));
         }
     }
+    let grant = match upgrade_id {
+        Some(id) => {
+            let mut conn = deps.db.reader().acquire().await?;
+            Some(upgrades::usable(&mut conn, id, customer, input.vehicle_id).await?)
+        }
+        None => None,
+    };
     let declared_monthly = input.frequency.monthly(input.declared_minor);
     let assessment = ops::assess(
         &state,
@@ -378,6 +398,9 @@ pub async fn create(
         return Err(e.into());
     }
     ops::transition(&mut tx, &a, None, Some(caller.id), &assessment.reason, now).await?;
+    if let Some(g) = &grant {
+        upgrades::bind(&mut tx, g.upgrade_request_id, a.id).await?;
+    }
     deps.events
         .write(
             &mut tx,
@@ -400,10 +423,12 @@ pub async fn create(
     deps.events.commit(tx).await?;
     let mut conn = deps.db.reader().acquire().await?;
     let history = store::transitions(&mut conn, a.id).await?;
+    let mut view = ApplicationView::new(&state, &a, Some(history));
+    view.upgrade = grant;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/v1/applications/{}", a.id))],
-        Json(ApplicationView::new(&state, &a, Some(history))),
+        Json(view),
     )
         .into_response())
 }
@@ -486,7 +511,9 @@ pub async fn get(
     let a = visible(&state, &caller, id).await?;
     let mut conn = state.deps.db.reader().acquire().await?;
     let history = store::transitions(&mut conn, a.id).await?;
-    Ok(Json(ApplicationView::new(&state, &a, Some(history))))
+    let mut view = ApplicationView::new(&state, &a, Some(history));
+    view.upgrade = upgrades::of_application(&mut conn, a.id).await?;
+    Ok(Json(view))
 }
 
 /// Taking the offer: as given, or with one of its conditions met.
@@ -669,6 +696,7 @@ async fn accept_inner(
         None => "offer accepted as given".to_owned(),
     };
     ops::transition(&mut tx, &current, Some(from), Some(caller.id), &why, now).await?;
+    let grant = upgrades::of_application(&mut tx, current.id).await?;
     deps.events
         .write(
             &mut tx,
@@ -682,11 +710,13 @@ async fn accept_inner(
                 currency: current.currency.clone(),
                 deposit_minor: deposit,
                 term_periods: term,
+                upgrade: grant.as_ref().map(upgrades::UpgradeGrant::terms),
             },
         )
         .await?;
     let history = store::transitions(&mut tx, current.id).await?;
-    let view = ApplicationView::new(state, &current, Some(history));
+    let mut view = ApplicationView::new(state, &current, Some(history));
+    view.upgrade = grant;
     claim.complete(&mut tx, StatusCode::OK, &view).await?;
     deps.events.commit(tx).await?;
     Ok(view)

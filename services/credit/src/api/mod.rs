@@ -76,6 +76,9 @@ pub struct ApplicationView {
     /// Every state change, with who and why (on a single application).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Transition>>,
+    /// The approved upgrade whose equity pays the deposit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::upgrades::UpgradeGrant>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -115,6 +118,7 @@ impl ApplicationView {
             offer: a.offer.clone(),
             accepted: a.accepted.clone(),
             history,
+            upgrade: None,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
