@@ -72,6 +72,7 @@ impl Status {
                 | (Reserved, UnderContract)
                 | (UnderContract, Owned)
                 | (UnderContract, Repossessed)
+                | (UnderContract, InMaintenance)
                 | (Available, InMaintenance)
                 | (InMaintenance, Available)
                 | (Repossessed, InMaintenance)
@@ -89,7 +90,10 @@ impl Status {
             Mover::System => true,
             Mover::Admin => !matches!(
                 (self, to),
-                (Available, Reserved) | (Reserved, _) | (UnderContract, Owned)
+                (Available, Reserved)
+                    | (Reserved, _)
+                    | (UnderContract, Owned)
+                    | (UnderContract, InMaintenance)
             ),
             Mover::Agent => matches!(
                 (self, to),

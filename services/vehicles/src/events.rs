@@ -11,6 +11,8 @@
 //!   the vehicle: see [`convert_reservation`] and [`ContractActivated`].
 //! - `payments.contract.paid_off.v1` makes the vehicle `owned` by the
 //!   customer: see [`mark_owned`].
+//! - `payments.contract.upgraded.v1` takes the traded-in vehicle back to
+//!   `in_maintenance`: see [`take_back`].
 //! - The expiry job releases reservations whose hold has run out.
 
 use async_trait::async_trait;
@@ -37,6 +39,15 @@ pub const CONTRACT_ACTIVATED: &str = "payments.contract.activated.v1";
 /// The payments service's event for a contract paid in full.
 pub const CONTRACT_PAID_OFF: &str = "payments.contract.paid_off.v1";
 
+/// The payments service's event for a contract traded in for an upgrade.
+pub const CONTRACT_UPGRADED: &str = "payments.contract.upgraded.v1";
+
+/// The fields of [`CONTRACT_UPGRADED`] read here beyond [`ContractActivated`]'s.
+#[derive(Debug, Clone, Deserialize)]
+struct ContractUpgraded {
+    new_contract_id: Uuid,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContractActivated {
     pub contract_id: Uuid,
@@ -49,6 +60,7 @@ pub fn patterns() -> Vec<String> {
     let mut p: Vec<String> = standing::PATTERNS.iter().map(|s| (*s).to_owned()).collect();
     p.push(CONTRACT_ACTIVATED.to_owned());
     p.push(CONTRACT_PAID_OFF.to_owned());
+    p.push(CONTRACT_UPGRADED.to_owned());
     p
 }
 
@@ -76,6 +88,13 @@ impl EventHandler for Consumer {
             return mark_owned(&self.state, event, &payload)
                 .await
                 .map_err(|e| anyhow::anyhow!("marking a vehicle owned: {e}"));
+        }
+        if event.event_type == CONTRACT_UPGRADED {
+            let payload: ContractActivated = serde_json::from_value(event.data.clone())?;
+            let up: ContractUpgraded = serde_json::from_value(event.data.clone())?;
+            return take_back(&self.state, event, &payload, up.new_contract_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("taking a traded-in vehicle back: {e}"));
         }
         let deps = &self.state.deps;
         let mut tx = deps.db.begin().await?;
@@ -182,19 +201,47 @@ pub async fn mark_owned(
     event: &Event,
     c: &ContractActivated,
 ) -> Result<(), ApiError> {
+    let reason = format!("contract {} paid off", c.contract_id);
+    leave_contract(state, event, c, Status::Owned, Some(c.customer_id), reason).await
+}
+
+/// The hook for an upgrade: the vehicle traded in comes back from the
+/// customer to be serviced (`in_maintenance`) before it is listed again.
+pub async fn take_back(
+    state: &AppState,
+    event: &Event,
+    c: &ContractActivated,
+    new_contract: Uuid,
+) -> Result<(), ApiError> {
+    let reason = format!(
+        "traded in: contract {} upgraded to contract {new_contract}",
+        c.contract_id
+    );
+    leave_contract(state, event, c, Status::InMaintenance, None, reason).await
+}
+
+/// Moves the vehicle of an ended contract from `under_contract` to `to`,
+/// claimed in the inbox in the same transaction.
+async fn leave_contract(
+    state: &AppState,
+    event: &Event,
+    c: &ContractActivated,
+    to: Status,
+    held_by: Option<Uuid>,
+    reason: String,
+) -> Result<(), ApiError> {
     let deps = &state.deps;
     let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
     if !inbox::claim(&mut tx, CONSUMER, event, now).await? {
         return Ok(());
     }
-    let reason = format!("contract {} paid off", c.contract_id);
     let moved = store::set_status(
         &mut tx,
         c.vehicle_id,
         Status::UnderContract,
-        Status::Owned,
-        Some(c.customer_id),
+        to,
+        held_by,
         None,
         &reason,
         now,
@@ -210,7 +257,7 @@ pub async fn mark_owned(
                 to: moved.to.as_str().into(),
                 actor_id: None,
                 reason,
-                held_by: Some(c.customer_id),
+                held_by,
             },
         )
         .await?;
