@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use miliki_events::catalogue::{payments, support, telematics, users, vehicles};
+use miliki_events::catalogue::{credit, payments, support, telematics, users, vehicles};
 use miliki_events::{inbox, standing, Event, EventHandler};
 use miliki_platform::db::Tx;
 use serde::Deserialize;
@@ -43,8 +43,9 @@ pub fn patterns() -> Vec<String> {
         .collect()
 }
 
-/// The events beyond standing (which brings KYC approval) this service reacts to.
-pub const NOTIFIED: [&str; 19] = [
+/// The events beyond standing (which brings KYC approval) this service reacts
+/// to; credit scores and upgrades also feed upgrade requests.
+pub const NOTIFIED: [&str; 22] = [
     "users.kyc.rejected.v1",
     "users.kyc.resubmission_requested.v1",
     "users.phone.code_issued.v1",
@@ -64,6 +65,9 @@ pub const NOTIFIED: [&str; 19] = [
     "telematics.risk.detected.v1",
     "telematics.immobilization.scheduled.v1",
     "support.ticket.replied.v1",
+    "credit.score.changed.v1",
+    "payments.contract.upgraded.v1",
+    "support.upgrade.decided.v1",
 ];
 
 pub struct Consumer {
@@ -332,6 +336,39 @@ async fn apply(
                 p.customer_id,
                 template("ticket_reply")?,
                 json!({"subject": p.subject}),
+            ))
+        }
+        "credit.score.changed.v1" => {
+            let p: credit::ScoreChanged = serde_json::from_value(event.data.clone())?;
+            crate::upgrades::record_band(tx, p.customer_id, &p.band, p.score, event.time).await?;
+            None
+        }
+        "support.upgrade.decided.v1" => {
+            let p: support::UpgradeDecided = serde_json::from_value(event.data.clone())?;
+            let (name, vars) = if p.decision == "approved" {
+                (
+                    "upgrade_approved",
+                    json!({"equity": notify::format_money(p.equity_minor, &p.currency)}),
+                )
+            } else {
+                ("upgrade_declined", json!({"reason": p.reason}))
+            };
+            Some(message(event, p.customer_id, template(name)?, vars))
+        }
+        "payments.contract.upgraded.v1" => {
+            let p: payments::ContractUpgraded = serde_json::from_value(event.data.clone())?;
+            crate::upgrades::complete(tx, p.upgrade_request_id, p.new_contract_id, now).await?;
+            // The vehicle handed back is no longer the customer's to crash.
+            sqlx::query("DELETE FROM vehicle_holders WHERE vehicle_id = $1 AND contract_id = $2")
+                .bind(p.vehicle_id.to_string())
+                .bind(p.contract_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+            Some(message(
+                event,
+                p.customer_id,
+                template("upgrade_completed")?,
+                json!({"equity": notify::format_money(p.equity_minor, &p.currency)}),
             ))
         }
         _ => None,

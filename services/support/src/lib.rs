@@ -2,8 +2,11 @@
 //! ticket when a tracker reports a crash), and one notification pipeline that
 //! turns every other service's events into messages in the customer's
 //! language on the channels they chose — in-app, SMS, push and email —
-//! exactly once per event, template and channel. It owns its database and
-//! learns about customers, contracts and vehicles only from events.
+//! exactly once per event, template and channel; and upgrade requests, which
+//! trade a vehicle under contract in for a bigger one. It owns its database
+//! and learns about customers, contracts and vehicles from events, except
+//! that an upgrade's eligibility asks payments and vehicles for the contract
+//! and the vehicle as they are now (see [`upgrades`]).
 
 use axum::extract::DefaultBodyLimit;
 use futures::FutureExt;
@@ -26,6 +29,7 @@ pub mod sandbox;
 pub mod state;
 pub mod templates;
 pub mod tickets;
+pub mod upgrades;
 
 pub use state::{AppState, Config};
 
@@ -58,6 +62,11 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             name: "user_standing_onboarded_by",
             sql: miliki_events::standing::SCHEMA_ONBOARDED_BY,
         },
+        Migration {
+            version: 4,
+            name: "upgrades",
+            sql: include_str!("../migrations/0004_upgrades.sql"),
+        },
     ],
 };
 
@@ -66,6 +75,7 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
     tags(
         (name = "tickets", description = "Support tickets: comments, internal notes, assignment, service levels, ratings"),
         (name = "notifications", description = "In-app notifications, delivery logs and preferences"),
+        (name = "upgrade-requests", description = "Trading a vehicle under contract in for a bigger one, with the equity carried over"),
     ),
     components(schemas(miliki_platform::problem::Problem))
 )]
@@ -83,6 +93,10 @@ fn routes(upload_limit: usize, body_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(tickets::assign))
         .routes(routes!(tickets::rate))
         .routes(routes!(tickets::download))
+        .routes(routes!(upgrades::create, upgrades::list))
+        .routes(routes!(upgrades::get))
+        .routes(routes!(upgrades::decide))
+        .routes(routes!(upgrades::cancel))
         .routes(routes!(api::list))
         .routes(routes!(api::unread))
         .routes(routes!(api::outbox))

@@ -37,9 +37,11 @@ pub struct Config {
     pub sla_poll: Duration,
     /// Largest attachment, in bytes.
     pub max_attachment_bytes: usize,
+    /// Who may upgrade, and what their trade-in is worth.
+    pub upgrade: crate::upgrades::Rules,
 }
 
-fn extra_u64(settings: &Settings, key: &str, default: u64) -> u64 {
+pub(crate) fn extra_u64(settings: &Settings, key: &str, default: u64) -> u64 {
     match settings.extra.get(key) {
         Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(default),
         Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(default),
@@ -79,6 +81,7 @@ impl Config {
                 extra_u64(settings, "support_sla_poll_ms", 500).max(10),
             ),
             max_attachment_bytes: settings.max_upload_bytes,
+            upgrade: crate::upgrades::Rules::from_settings(settings),
         }
     }
 
@@ -98,6 +101,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Wakes live in-app notification streams.
     pub hub: Hub,
+    /// Asks payments and vehicles about a contract and a vehicle (upgrades).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -106,6 +111,10 @@ impl AppState {
             config: Arc::new(Config::from_settings(&deps.settings)),
             deps,
             hub: Hub::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         }
     }
 }
@@ -117,11 +126,13 @@ impl FromRef<AppState> for Arc<Tokens> {
 }
 
 /// An authenticated caller who is not suspended, as far as this service has
-/// learned from the users service's events.
-#[derive(Debug, Clone, Copy)]
+/// learned from the users service's events, with the bearer token they came
+/// with (forwarded when this service asks another on their behalf).
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub id: Uuid,
     pub role: Role,
+    pub token: String,
 }
 
 impl Caller {
@@ -149,6 +160,9 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             id: auth.id,
             role: auth.role,
+            token: miliki_platform::auth::bearer_token(&parts.headers)
+                .unwrap_or_default()
+                .to_owned(),
         })
     }
 }

@@ -39,6 +39,54 @@ pub struct Template {
 
 pub const TEMPLATES: &[Template] = &[
     Template {
+        name: "upgrade_approved",
+        category: "contracts",
+        priority: "normal",
+        vars: &["equity"],
+        en: (
+            "Your upgrade is approved",
+            "Your upgrade request is approved: {{ equity }} of equity in your current vehicle will pay the deposit on the new one. Reserve it and apply for its plan to go ahead.",
+            "Miliki: upgrade approved. {{ equity }} equity goes to your new deposit.",
+        ),
+        sw: (
+            "Ombi lako la kubadilisha gari limeidhinishwa",
+            "Ombi lako la kubadilisha gari limeidhinishwa: {{ equity }} za hisa yako katika gari la sasa zitalipa amana ya gari jipya. Lihifadhi na uombe mpango wake ili kuendelea.",
+            "Miliki: ombi la kubadilisha gari limeidhinishwa. {{ equity }} zitalipa amana mpya.",
+        ),
+    },
+    Template {
+        name: "upgrade_declined",
+        category: "contracts",
+        priority: "normal",
+        vars: &["reason"],
+        en: (
+            "Your upgrade request was declined",
+            "We could not approve your upgrade request: {{ reason }}. Your current contract goes on as before.",
+            "Miliki: upgrade request declined: {{ reason }}",
+        ),
+        sw: (
+            "Ombi lako la kubadilisha gari limekataliwa",
+            "Hatukuweza kuidhinisha ombi lako la kubadilisha gari: {{ reason }}. Mkataba wako wa sasa unaendelea kama kawaida.",
+            "Miliki: ombi la kubadilisha gari limekataliwa: {{ reason }}",
+        ),
+    },
+    Template {
+        name: "upgrade_completed",
+        category: "contracts",
+        priority: "normal",
+        vars: &["equity"],
+        en: (
+            "Upgrade complete",
+            "Your new vehicle's contract is active. Your previous vehicle was traded in and {{ equity }} of equity went to the new contract. Please return the previous vehicle to the branch.",
+            "Miliki: upgrade complete. {{ equity }} equity carried over; return your old vehicle.",
+        ),
+        sw: (
+            "Ubadilishaji wa gari umekamilika",
+            "Mkataba wa gari lako jipya unatumika. Gari lako la awali limebadilishwa na {{ equity }} za hisa zimeenda kwenye mkataba mpya. Tafadhali rudisha gari la awali tawini.",
+            "Miliki: ubadilishaji umekamilika. {{ equity }} zimehamishwa; rudisha gari la zamani.",
+        ),
+    },
+    Template {
         name: "kyc_approved",
         category: "account",
         priority: "normal",
