@@ -23,3 +23,4 @@ mod journey;
 mod scores;
 mod statements;
 mod support;
+mod upgrades;
