@@ -35,10 +35,17 @@ pub struct ServiceDeps {
 
 impl ServiceDeps {
     /// The base URL of another service's HTTP API: its configured
-    /// `MILIKI_<SERVICE>_URL` when it runs elsewhere, else this process.
+    /// `MILIKI_<SERVICE>_URL` when it runs elsewhere (the first, when the
+    /// variable lists the gateway's replicas), else this process.
     pub fn service_url(&self, service: &str) -> String {
         self.settings
             .service_url(service)
+            .and_then(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .find(|u| !u.is_empty())
+                    .map(|u| u.trim_end_matches('/').to_owned())
+            })
             .unwrap_or_else(|| self.base_url.clone())
     }
 }

@@ -308,7 +308,7 @@ pub async fn settle(
     let now = deps.clock.now();
     if c.status == ContractStatus::PendingDeposit {
         if let Some(up) = crate::upgrade::pending(tx, c.id).await? {
-            crate::upgrade::try_trade_in(state, tx, c, book, &up, today, actor).await?;
+            crate::upgrade::try_trade_in(state, tx, c, book, &up, today).await?;
         }
     }
     if c.status.takes_payments() {

@@ -122,7 +122,6 @@ pub async fn try_trade_in(
     book: &mut Book,
     up: &PendingUpgrade,
     today: NaiveDate,
-    actor: Option<Uuid>,
 ) -> Result<bool, ApiError> {
     let deps = &state.deps;
     let now = deps.clock.now();
@@ -146,11 +145,12 @@ pub async fn try_trade_in(
     if book.credit_minor + equity < owed {
         return Ok(false);
     }
+    // The platform moves it, whoever's payment set the trade-in off.
     ops::transition(
         tx,
         &mut old,
         ContractStatus::Upgraded,
-        actor,
+        None,
         &format!("traded in for contract {}", new.id),
         now,
     )
@@ -183,7 +183,7 @@ pub async fn try_trade_in(
             method: TRADE_IN.to_owned(),
             status: "received".into(),
             days_late: 0,
-            received_by: actor.unwrap_or(crate::collect::SYSTEM),
+            received_by: crate::collect::SYSTEM,
             received_at: now,
             local_date: today,
             reversed_by: None,
