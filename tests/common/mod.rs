@@ -364,14 +364,16 @@ impl TestApp {
     }
 
     /// Polls `check` until it returns Some, for effects that travel over the
-    /// bus. Up to 15 s: on PostgreSQL and RabbitMQ with every test of a
-    /// binary running at once on two cores, a few seconds is not rare.
+    /// bus. Up to 30 s: on PostgreSQL and RabbitMQ with every test of a
+    /// binary running at once on two cores, many seconds is not rare (a
+    /// support test's twenty SMS once took more than fifteen). It polls every
+    /// 50 ms, so waiting tests do not add much to that load themselves.
     pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if let Some(v) = check().await {
                 return v;
@@ -379,7 +381,7 @@ impl TestApp {
             if std::time::Instant::now() > deadline {
                 panic!("timed out waiting for {what}");
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 }
