@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::payment_support::{contract, deposit_due, pay};
+use crate::payment_support::{advance_days, contract, deposit_due, pay};
 use crate::support::*;
 use crate::vehicle_support::{list_vehicle, motorcycle, with};
 
@@ -361,7 +361,7 @@ async fn an_upgrade_goes_from_eligibility_to_the_old_contract_closing() {
 #[tokio::test]
 async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
     let app = TestApp::spawn().await;
-    let s = setup(&app).await;
+    let mut s = setup(&app).await;
     let old = active_contract(&app, &s).await;
     let bigger = list_vehicle(&app, &s.admin, bigger_bike()).await;
     let bigger_id = bigger["id"].as_str().unwrap().to_owned();
@@ -489,6 +489,70 @@ async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
         .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
+
+    // An approval not taken up within 30 days lapses: the request expires,
+    // credit refuses to carry it, and the contract may be asked for again.
+    let (status, r) = request_upgrade(&app, &s.customer.token, &old, &bigger_id).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let rid = r["id"].as_str().unwrap().to_owned();
+    let (status, approved) = app
+        .post(
+            &format!("/api/v1/upgrade-requests/{rid}/decision"),
+            Some(&s.admin.token),
+            json!({"decision": "approve", "reason": "fine"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert!(approved["valid_until"].is_string(), "{approved}");
+    // Credit has the approval before the clock moves.
+    let credit_db = credit(&app).db.clone();
+    app.eventually("credit to hear the approval", || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM upgrade_grants WHERE upgrade_request_id = $1")
+                .bind(&rid)
+                .fetch_one(credit_db.reader())
+                .await
+                .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    advance_days(&app, 31, &mut [&mut s.customer, &mut s.admin]).await;
+    app.eventually("the approval to expire", || async {
+        let (_, r) = app
+            .get(
+                &format!("/api/v1/upgrade-requests/{rid}"),
+                Some(&s.customer.token),
+            )
+            .await;
+        (r["status"] == "expired").then_some(())
+    })
+    .await;
+    let (status, reservation) = app
+        .post(
+            &format!("/api/v1/vehicles/{bigger_id}/reservations"),
+            Some(&s.customer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+    let csv = statement(&Shape::steady(INCOME));
+    let application = json!({
+        "vehicle_id": bigger_id,
+        "product_id": s.product_id,
+        "term_periods": 52,
+        "occupation": "boda_rider",
+        "income": {"declared_minor": INCOME, "frequency": "monthly"},
+        "upgrade_request_id": rid,
+    });
+    let (status, body) = apply_multipart(&app, &s.customer.token, &application, Some(&csv)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ran out"),
+        "{body}"
+    );
     app.eventually("the decline notification", || async {
         let (_, page) = app
             .get("/api/v1/notifications?limit=100", Some(&s.customer.token))

@@ -691,6 +691,9 @@ pub mod support {
         /// The trade-in value less what the old contract still owes, at the decision.
         pub equity_minor: i64,
         pub currency: String,
+        /// Until when an approval may be carried into an application.
+        #[serde(default)]
+        pub valid_until: Option<DateTime<Utc>>,
     }
     event!(
         UpgradeDecided,

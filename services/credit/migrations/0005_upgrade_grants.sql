@@ -10,6 +10,8 @@ CREATE TABLE upgrade_grants (
     equity_minor BIGINT NOT NULL,
     currency TEXT NOT NULL,
     application_id TEXT,
-    granted_at BIGINT NOT NULL
+    granted_at BIGINT NOT NULL,
+    -- After this an application can no longer take the upgrade up.
+    valid_until BIGINT
 );
 CREATE INDEX upgrade_grants_application ON upgrade_grants (application_id);

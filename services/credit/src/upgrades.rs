@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use miliki_events::catalogue::credit::UpgradeTerms;
 use miliki_events::catalogue::support::UpgradeDecided;
-use miliki_platform::clock::to_micros;
+use miliki_platform::clock::{from_micros, to_micros};
 use miliki_platform::db::RowExt;
 use miliki_platform::ApiError;
 use serde::Serialize;
@@ -34,6 +34,8 @@ pub struct UpgradeGrant {
     /// out again from the old contract on the day.
     pub equity_minor: i64,
     pub currency: String,
+    /// After this the approval can no longer be taken up.
+    pub valid_until: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub application_id: Option<Uuid>,
 }
@@ -57,6 +59,7 @@ fn from_row(r: &AnyRow) -> Result<UpgradeGrant, sqlx::Error> {
         trade_in_value_minor: r.try_get("trade_in_value_minor")?,
         equity_minor: r.try_get("equity_minor")?,
         currency: r.try_get("currency")?,
+        valid_until: r.try_get::<Option<i64>, _>("valid_until")?.map(from_micros),
         application_id: r.opt_uuid("application_id")?,
     })
 }
@@ -72,8 +75,8 @@ pub async fn apply_decision(
     }
     sqlx::query(
         "INSERT INTO upgrade_grants (upgrade_request_id, customer_id, contract_id, vehicle_id, \
-         trade_in_value_minor, equity_minor, currency, granted_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (upgrade_request_id) DO NOTHING",
+         trade_in_value_minor, equity_minor, currency, granted_at, valid_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (upgrade_request_id) DO NOTHING",
     )
     .bind(d.upgrade_request_id.to_string())
     .bind(d.customer_id.to_string())
@@ -83,6 +86,7 @@ pub async fn apply_decision(
     .bind(d.equity_minor)
     .bind(&d.currency)
     .bind(to_micros(at))
+    .bind(d.valid_until.map(to_micros))
     .execute(conn)
     .await?;
     Ok(())
@@ -115,22 +119,27 @@ pub async fn of_application(
         .transpose()
 }
 
+/// An upgrade request credit has not heard approved.
+pub fn not_found() -> ApiError {
+    ApiError::field(
+        "upgrade_request_id",
+        "no approved upgrade request has this id (an approval takes a moment to arrive)",
+    )
+}
+
 /// The grant `id` for an application of `customer` on `vehicle`, refused
 /// (each reason named) when it is not theirs, not for that vehicle, not
-/// approved (yet), or already carried by another application still open.
+/// approved (yet), expired at `now`, or already carried by another
+/// application still open.
 pub async fn usable(
     conn: &mut AnyConnection,
     id: Uuid,
     customer: Uuid,
     vehicle: Uuid,
+    now: DateTime<Utc>,
 ) -> Result<UpgradeGrant, ApiError> {
     let field = "upgrade_request_id";
-    let grant = find(conn, id, "").await?.ok_or_else(|| {
-        ApiError::field(
-            field,
-            "no approved upgrade request has this id (an approval takes a moment to arrive)",
-        )
-    })?;
+    let grant = find(conn, id, "").await?.ok_or_else(not_found)?;
     if grant.customer_id != customer {
         return Err(ApiError::field(field, "the upgrade is another customer's"));
     }
@@ -139,6 +148,12 @@ pub async fn usable(
             field,
             "the upgrade was approved for another vehicle",
         ));
+    }
+    if let Some(until) = grant.valid_until.filter(|u| *u < now) {
+        return Err(ApiError::Conflict(format!(
+            "the upgrade approval ran out at {} (UTC); ask for the upgrade again",
+            until.format("%Y-%m-%d %H:%M")
+        )));
     }
     if let Some(app) = grant.application_id {
         let open = store::find_application(conn, app, "")

@@ -16,11 +16,13 @@ CREATE TABLE upgrade_requests (
     desired_vehicle_id TEXT NOT NULL,
     requested_by TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN
-        ('ineligible', 'pending_review', 'approved', 'declined', 'cancelled', 'completed')),
+        ('ineligible', 'pending_review', 'approved', 'declined', 'cancelled', 'completed', 'expired')),
     assessment TEXT NOT NULL,
     decided_by TEXT,
     decision_reason TEXT,
     new_contract_id TEXT,
+    -- An approval lapses (expired) if no contract has traded in by then.
+    valid_until BIGINT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
@@ -28,6 +30,7 @@ CREATE TABLE upgrade_requests (
 CREATE UNIQUE INDEX upgrade_requests_open ON upgrade_requests (contract_id)
     WHERE status IN ('pending_review', 'approved');
 CREATE INDEX upgrade_requests_customer ON upgrade_requests (customer_id, id);
+CREATE INDEX upgrade_requests_approved ON upgrade_requests (status, valid_until);
 
 -- Every state change, with who made it (none: the platform) and why.
 CREATE TABLE upgrade_transitions (

@@ -121,6 +121,7 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
         state: state.clone(),
     });
     let sla_state = state.clone();
+    let expiry_state = state.clone();
     let dispatcher = notify::Dispatcher {
         state: state.clone(),
         providers: notify::Providers::from_deps(&deps)?,
@@ -131,6 +132,7 @@ async fn build(deps: ServiceDeps) -> anyhow::Result<ServiceParts> {
     let jobs: Vec<Job> = vec![
         Box::new(move |shutdown| tickets::run_sla(sla_state, shutdown).boxed()),
         Box::new(move |shutdown| dispatcher.run(shutdown).boxed()),
+        Box::new(move |shutdown| upgrades::run_expiry(expiry_state, shutdown).boxed()),
     ];
     Ok(ServiceParts {
         subscriptions: vec![(events::patterns(), consumer)],

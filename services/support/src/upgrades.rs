@@ -18,7 +18,9 @@
 //!
 //! States: `ineligible` (recorded with the failed checks; nothing to
 //! decide), `pending_review` → `approved` → `completed`, `pending_review` →
-//! `declined`, and `pending_review` → `cancelled` by the customer.
+//! `declined`, `pending_review` → `cancelled` by the customer, and
+//! `approved` → `expired` when no trade-in followed within
+//! `MILIKI_UPGRADE_APPROVAL_DAYS` (credit then refuses to carry it).
 //! Every change is kept with who made it and why.
 
 use axum::extract::State;
@@ -60,6 +62,8 @@ pub struct Rules {
     pub residual_floor_bps: i64,
     /// The operator's calendar (`MILIKI_TIME_ZONE`), in which contracts start.
     pub time_zone: chrono_tz::Tz,
+    /// How long an approval may wait to be carried into an application.
+    pub approval_valid: chrono::Duration,
 }
 
 impl Default for Rules {
@@ -70,6 +74,7 @@ impl Default for Rules {
             depreciation_bps_per_month: 150,
             residual_floor_bps: 3_000,
             time_zone: chrono_tz::Africa::Nairobi,
+            approval_valid: chrono::Duration::days(30),
         }
     }
 }
@@ -100,6 +105,9 @@ impl Rules {
                 Some(serde_json::Value::String(name)) => name.parse().unwrap_or(d.time_zone),
                 _ => d.time_zone,
             },
+            approval_valid: chrono::Duration::days(
+                extra_u64(settings, "upgrade_approval_days", 30).clamp(1, 365) as i64,
+            ),
         }
     }
 }
@@ -448,6 +456,7 @@ string_enum!(
         Declined => "declined",
         Cancelled => "cancelled",
         Completed => "completed",
+        Expired => "expired",
     }
 );
 
@@ -466,6 +475,8 @@ pub struct UpgradeRequest {
     pub decision_reason: Option<String>,
     /// The contract the upgrade became, once the old one was traded in.
     pub new_contract_id: Option<Uuid>,
+    /// An approval lapses (`expired`) unless its contract trades in by then.
+    pub valid_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Every state change with who made it and why (on a single request).
@@ -498,6 +509,7 @@ fn from_row(r: &AnyRow) -> Result<UpgradeRequest, sqlx::Error> {
         decided_by: r.opt_uuid("decided_by")?,
         decision_reason: r.try_get("decision_reason")?,
         new_contract_id: r.opt_uuid("new_contract_id")?,
+        valid_until: r.try_get::<Option<i64>, _>("valid_until")?.map(from_micros),
         created_at: from_micros(r.try_get("created_at")?),
         updated_at: from_micros(r.try_get("updated_at")?),
         history: None,
@@ -676,6 +688,8 @@ pub async fn create(
     let (Some(contract_id), Some(desired)) = (req.contract_id, req.desired_vehicle_id) else {
         return Err(ApiError::BadRequest("invalid upgrade request".into()));
     };
+    // A lapsed approval no longer holds the contract's one open request.
+    expire_due(&state).await?;
     let (contract, assessment) = assess_now(&state, &caller, contract_id, desired).await?;
     // Payments let the caller see the contract; this service holds them to
     // its own rule too (an agent's book as it learned it from events).
@@ -699,6 +713,7 @@ pub async fn create(
         decided_by: None,
         decision_reason: None,
         new_contract_id: None,
+        valid_until: None,
         created_at: now,
         updated_at: now,
         history: None,
@@ -925,6 +940,14 @@ pub async fn decide(
             "the request was changed meanwhile".into(),
         ));
     }
+    let valid_until = approve.then(|| now + state.config.upgrade.approval_valid);
+    if let Some(until) = valid_until {
+        sqlx::query("UPDATE upgrade_requests SET valid_until = $1 WHERE id = $2")
+            .bind(to_micros(until))
+            .bind(r.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
     state
         .deps
         .events
@@ -941,6 +964,7 @@ pub async fn decide(
                 trade_in_value_minor: assessment.trade_in_value_minor,
                 equity_minor: assessment.equity_minor,
                 currency: assessment.currency.clone(),
+                valid_until,
             },
         )
         .await?;
@@ -1011,6 +1035,53 @@ pub async fn cancel(
     Ok(Json(visible(&state, &caller, id).await?))
 }
 
+/// Expires approvals whose time ran out by the clock's now, each with its
+/// transition; returns how many. Safe to run anywhere at once: each move is
+/// guarded by the status it was read in.
+pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
+    let now = state.deps.clock.now();
+    let rows = sqlx::query(
+        "SELECT * FROM upgrade_requests WHERE status = 'approved' AND valid_until < $1 \
+         ORDER BY valid_until LIMIT 100",
+    )
+    .bind(to_micros(now))
+    .fetch_all(state.deps.db.reader())
+    .await?;
+    let mut n = 0;
+    for row in rows {
+        let r = from_row(&row)?;
+        let mut tx = state.deps.db.begin().await?;
+        let reason = match r.valid_until {
+            Some(until) => format!(
+                "the approval ran out at {} (UTC) with no trade-in",
+                until.format("%Y-%m-%d %H:%M")
+            ),
+            None => "the approval ran out with no trade-in".to_owned(),
+        };
+        if advance(&mut tx, &r, Status::Expired, None, &reason, None, None, now).await? {
+            n += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(n)
+}
+
+/// Runs [`expire_due`] every `poll` until shutdown.
+pub async fn run_expiry(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let poll = state.config.sla_poll;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+        match expire_due(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "upgrade approvals ran out"),
+            Err(e) => tracing::warn!(error = %e, "upgrade expiry failed; will retry"),
+        }
+    }
+}
+
 /// The old contract was traded in: the request is done.
 pub async fn complete(
     tx: &mut Tx,
@@ -1022,7 +1093,8 @@ pub async fn complete(
         tracing::warn!(upgrade = %upgrade_request, "a trade-in for an upgrade request this service does not hold");
         return Ok(());
     };
-    if r.status != Status::Approved {
+    // An application accepted in time may trade in after the approval lapsed.
+    if !matches!(r.status, Status::Approved | Status::Expired) {
         tracing::warn!(upgrade = %upgrade_request, status = %r.status,
             "a trade-in for an upgrade request that is not approved");
         return Ok(());

@@ -271,9 +271,10 @@ pub async fn create(
     let upgrade_id = body.upgrade_request_id;
     if let (Some(id), None) = (upgrade_id, body.deposit_minor) {
         let mut conn = deps.db.reader().acquire().await?;
-        body.deposit_minor = upgrades::find(&mut conn, id, "")
+        let grant = upgrades::find(&mut conn, id, "")
             .await?
-            .map(|g| g.equity_minor.max(0));
+            .ok_or_else(upgrades::not_found)?;
+        body.deposit_minor = Some(grant.equity_minor.max(0));
     }
     let input = parse_request(&body)?;
     let customer = match caller.role {
@@ -342,7 +343,7 @@ pub async fn create(
     let grant = match upgrade_id {
         Some(id) => {
             let mut conn = deps.db.reader().acquire().await?;
-            Some(upgrades::usable(&mut conn, id, customer, input.vehicle_id).await?)
+            Some(upgrades::usable(&mut conn, id, customer, input.vehicle_id, now).await?)
         }
         None => None,
     };
