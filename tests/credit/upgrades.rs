@@ -566,3 +566,120 @@ async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_upgrade_waits_while_the_old_contract_is_paused_and_trades_in_after_it_resumes() {
+    let app = TestApp::spawn().await;
+    let mut s = setup(&app).await;
+    let old = active_contract(&app, &s).await;
+    wait_for_band(&app, &s.customer).await;
+    let bigger = list_vehicle(&app, &s.admin, bigger_bike()).await;
+    let bigger_id = bigger["id"].as_str().unwrap().to_owned();
+    let (status, paid) = pay(&app, &s.agent.token, &old, 40_000_00).await;
+    assert_eq!(status, StatusCode::CREATED, "{paid}");
+    let (status, r) = request_upgrade(&app, &s.customer.token, &old, &bigger_id).await;
+    assert_eq!(r["status"], "pending_review", "{status} {r}");
+    let rid = r["id"].as_str().unwrap().to_owned();
+    let (status, approved) = app
+        .post(
+            &format!("/api/v1/upgrade-requests/{rid}/decision"),
+            Some(&s.admin.token),
+            json!({"decision": "approve", "reason": "a good year"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    let (status, reservation) = app
+        .post(
+            &format!("/api/v1/vehicles/{bigger_id}/reservations"),
+            Some(&s.customer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+    let application = json!({
+        "vehicle_id": bigger_id,
+        "product_id": s.product_id,
+        "term_periods": 52,
+        "occupation": "boda_rider",
+        "income": {"declared_minor": INCOME, "frequency": "monthly"},
+        "upgrade_request_id": rid,
+    });
+    let csv = statement(&Shape::steady(INCOME));
+    let a = app
+        .eventually("credit to hear the approval", || async {
+            let (status, a) =
+                apply_multipart(&app, &s.customer.token, &application, Some(&csv)).await;
+            (status == StatusCode::CREATED).then_some(a)
+        })
+        .await;
+    assert_eq!(a["status"], "approved", "{a}");
+
+    // The old contract is paused (hardship) before the new one is accepted and paid.
+    let (status, paused) = app
+        .post(
+            &format!("/api/v1/contracts/{old}/pause"),
+            Some(&s.admin.token),
+            json!({"days": 14, "reason": "in hospital"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let (status, accepted) = accept(
+        &app,
+        &s.customer.token,
+        a["id"].as_str().unwrap(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    let application_id = a["id"].clone();
+    let new = app
+        .eventually(
+            "payments to write the new contract though the old is paused",
+            || async {
+                let (_, page) = app.get("/api/v1/contracts", Some(&s.customer.token)).await;
+                page["items"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["application_id"] == application_id)
+                    .cloned()
+            },
+        )
+        .await;
+    let new_id = new["id"].as_str().unwrap().to_owned();
+    let detail = contract(&app, &s.customer.token, &new_id).await;
+    let fee = deposit_due(&detail) - a["deposit_minor"].as_i64().unwrap();
+    let (status, paid) = pay(&app, &s.agent.token, &new_id, fee).await;
+    assert_eq!(status, StatusCode::CREATED, "{paid}");
+    // A paused contract is not traded in: the new one waits, the fee held as credit.
+    let waiting = contract(&app, &s.customer.token, &new_id).await;
+    assert_eq!(waiting["status"], "pending_deposit", "{waiting}");
+    assert_eq!(
+        contract(&app, &s.customer.token, &old).await["status"],
+        "paused"
+    );
+
+    // Resumed, the old contract is traded in by the next day's run.
+    let (status, resumed) = app
+        .post(
+            &format!("/api/v1/contracts/{old}/resume"),
+            Some(&s.admin.token),
+            json!({"reason": "back at work"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    advance_days(&app, 1, &mut [&mut s.customer]).await;
+    let token = s.customer.token.clone();
+    app.eventually("the daily run to trade the old contract in", || async {
+        let (_, c) = app
+            .get(&format!("/api/v1/contracts/{new_id}"), Some(&token))
+            .await;
+        (c["status"] == "active").then_some(())
+    })
+    .await;
+    assert_eq!(contract(&app, &token, &old).await["status"], "upgraded");
+    let report = miliki_payments::verify::verify(&app.runtime().deps("payments").unwrap().db)
+        .await
+        .unwrap();
+    assert_eq!(report.difference, None);
+    app.stop().await;
+}

@@ -94,7 +94,7 @@ pub async fn create_contract(
         ));
     }
     if let Some(up) = &input.upgrade {
-        crate::upgrade::check_trade_in(state, tx, input, up).await?;
+        crate::upgrade::check_trade_in(tx, input, up).await?;
     }
     let q = quote(
         &terms,
@@ -874,6 +874,7 @@ pub async fn age_all(state: &AppState, today: NaiveDate) -> Result<usize, ApiErr
 pub async fn run_daily(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
     let poll = state.config.arrears_poll;
     let mut purged_on = None;
+    let mut retried_on = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -890,6 +891,17 @@ pub async fn run_daily(state: AppState, shutdown: tokio_util::sync::Cancellation
             Ok(0) => {}
             Ok(n) => tracing::info!(reminders = n, %today, "installment-due reminders published"),
             Err(e) => tracing::warn!(error = %e, "installment-due reminders failed; will retry"),
+        }
+        if retried_on != Some(today) {
+            match crate::upgrade::retry_waiting(&state, today).await {
+                Ok(n) => {
+                    retried_on = Some(today);
+                    if n > 0 {
+                        tracing::info!(contracts = n, "waiting upgrades traded in");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "retrying waiting upgrades failed"),
+            }
         }
         if purged_on != Some(today) {
             match miliki_platform::idempotency::purge(&state.deps.db, state.deps.clock.now()).await

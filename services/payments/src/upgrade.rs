@@ -36,14 +36,16 @@ pub struct PendingUpgrade {
 }
 
 /// Refuses a new contract whose upgrade names an old contract that is not
-/// the same customer's, not active, or on the same vehicle.
+/// the same customer's or is on the same vehicle. An old contract that is
+/// not active (paused, in default) is not refused here: the new contract is
+/// written and waits, as [`try_trade_in`] does, so the accepted application
+/// is not lost.
 pub async fn check_trade_in(
-    state: &AppState,
     tx: &mut Tx,
     input: &NewContract,
     up: &UpgradeTerms,
 ) -> Result<(), ApiError> {
-    let old = store::find_contract(tx, up.from_contract_id, store::for_update(&state.deps.db))
+    let old = store::find_contract(tx, up.from_contract_id, "")
         .await?
         .ok_or_else(|| ApiError::field("upgrade", "the contract to trade in does not exist"))?;
     if old.customer_id != input.customer_id {
@@ -57,12 +59,6 @@ pub async fn check_trade_in(
             "upgrade",
             "an upgrade is to another vehicle",
         ));
-    }
-    if old.status != ContractStatus::Active {
-        return Err(ApiError::Conflict(format!(
-            "the contract to trade in is {}, not active",
-            old.status
-        )));
     }
     if up.trade_in_value_minor < 0 {
         return Err(ApiError::field("upgrade", "the trade-in value is negative"));
@@ -228,4 +224,42 @@ pub async fn try_trade_in(
         )
         .await?;
     Ok(true)
+}
+
+/// Tries again the upgrades whose new contract was paid while its old
+/// contract could not be traded in (paused, or in default) and whose old
+/// contract is active again. Run once a day by the daily job; locks each new
+/// contract before its old one, as a payment does. Returns how many traded in.
+pub async fn retry_waiting(state: &AppState, today: NaiveDate) -> Result<usize, ApiError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT u.contract_id FROM contract_upgrades u \
+         JOIN contracts o ON o.id = u.from_contract_id \
+         JOIN contracts n ON n.id = u.contract_id \
+         WHERE u.settled_at IS NULL AND o.status = 'active' AND n.status = 'pending_deposit' \
+         ORDER BY u.contract_id LIMIT 500",
+    )
+    .fetch_all(state.deps.db.reader())
+    .await?;
+    let mut traded = 0;
+    for id in ids {
+        let id = miliki_platform::id::parse_stored(&id)?;
+        let mut tx = state.deps.db.begin().await?;
+        let (mut c, mut book) = ops::load_locked(state, &mut tx, id).await?;
+        ops::settle(
+            state,
+            &mut tx,
+            &mut c,
+            &mut book,
+            crate::domain::book::Outcome::default(),
+            today,
+            None,
+            None,
+        )
+        .await?;
+        if c.status == ContractStatus::Active {
+            traded += 1;
+        }
+        state.deps.events.commit(tx).await?;
+    }
+    Ok(traded)
 }
