@@ -165,6 +165,19 @@ impl TestApp {
             .await
     }
 
+    /// Puts `who`'s notification preferences (support), which must be taken.
+    pub async fn set_preferences(&self, who: &Account, body: Value) {
+        let (s, b) = self
+            .send(
+                reqwest::Method::PUT,
+                "/api/v1/notifications/preferences",
+                Some(&who.token),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         self.send(reqwest::Method::GET, path, token, None).await
     }

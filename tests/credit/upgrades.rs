@@ -27,18 +27,13 @@ async fn active_contract(app: &TestApp, s: &Setup) -> String {
     let (status, accepted) =
         accept(app, &s.customer.token, a["id"].as_str().unwrap(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{accepted}");
-    let application_id = a["id"].clone();
-    let c = app
-        .eventually("payments to write the contract", || async {
-            let (_, page) = app.get("/api/v1/contracts", Some(&s.agent.token)).await;
-            page["items"]
-                .as_array()?
-                .iter()
-                .find(|c| c["application_id"] == application_id)
-                .cloned()
-        })
-        .await;
-    let id = c["id"].as_str().unwrap().to_owned();
+    let id = contract_of(
+        app,
+        &s.agent.token,
+        &a["id"],
+        "payments to write the contract",
+    )
+    .await;
     let detail = contract(app, &s.agent.token, &id).await;
     let (status, paid) = pay(app, &s.agent.token, &id, deposit_due(&detail)).await;
     assert_eq!(status, StatusCode::CREATED, "{paid}");
@@ -86,6 +81,53 @@ async fn request_upgrade(
     .await
 }
 
+/// Waits for the contract payments writes from `application`; returns its id.
+async fn contract_of(app: &TestApp, token: &str, application: &Value, what: &str) -> String {
+    let c = app
+        .eventually(what, || async {
+            let (_, page) = app.get("/api/v1/contracts", Some(token)).await;
+            page["items"]
+                .as_array()?
+                .iter()
+                .find(|c| c["application_id"] == *application)
+                .cloned()
+        })
+        .await;
+    c["id"].as_str().unwrap().to_owned()
+}
+
+async fn decide(app: &TestApp, token: &str, request: &str, body: Value) -> (StatusCode, Value) {
+    app.post(
+        &format!("/api/v1/upgrade-requests/{request}/decision"),
+        Some(token),
+        body,
+    )
+    .await
+}
+
+async fn reserve(app: &TestApp, token: &str, vehicle: &str) {
+    let (status, reservation) = app
+        .post(
+            &format!("/api/v1/vehicles/{vehicle}/reservations"),
+            Some(token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+}
+
+/// An application for `vehicle` carrying upgrade `request` (the deposit left to default).
+fn upgrade_application(s: &Setup, vehicle: &str, request: &str) -> Value {
+    json!({
+        "vehicle_id": vehicle,
+        "product_id": s.product_id,
+        "term_periods": 52,
+        "occupation": "boda_rider",
+        "income": {"declared_minor": INCOME, "frequency": "monthly"},
+        "upgrade_request_id": request,
+    })
+}
+
 fn bigger_bike() -> Value {
     with(
         motorcycle(),
@@ -117,16 +159,13 @@ async fn an_upgrade_goes_from_eligibility_to_the_old_contract_closing() {
         assert_eq!(check(&early, met)["met"], true, "{met}: {early}");
     }
     assert_eq!(early["history"][0]["to"], "ineligible");
-    let (status, body) = app
-        .post(
-            &format!(
-                "/api/v1/upgrade-requests/{}/decision",
-                early["id"].as_str().unwrap()
-            ),
-            Some(&s.admin.token),
-            json!({"decision": "approve", "reason": "looks fine"}),
-        )
-        .await;
+    let (status, body) = decide(
+        &app,
+        &s.admin.token,
+        early["id"].as_str().unwrap(),
+        json!({"decision": "approve", "reason": "looks fine"}),
+    )
+    .await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,
@@ -165,31 +204,25 @@ async fn an_upgrade_goes_from_eligibility_to_the_old_contract_closing() {
 
     // Customers and agents do not decide; a decision needs a reason.
     for token in [&s.customer.token, &s.agent.token] {
-        let (status, body) = app
-            .post(
-                &format!("/api/v1/upgrade-requests/{rid}/decision"),
-                Some(token),
-                json!({"decision": "approve", "reason": "self-approved"}),
-            )
-            .await;
+        let (status, body) = decide(
+            &app,
+            token,
+            &rid,
+            json!({"decision": "approve", "reason": "self-approved"}),
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/upgrade-requests/{rid}/decision"),
-            Some(&s.admin.token),
-            json!({"decision": "approve"}),
-        )
-        .await;
+    let (status, body) = decide(&app, &s.admin.token, &rid, json!({"decision": "approve"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(invalid_fields(&body), vec!["reason"]);
-    let (status, approved) = app
-        .post(
-            &format!("/api/v1/upgrade-requests/{rid}/decision"),
-            Some(&s.admin.token),
-            json!({"decision": "approve", "reason": "two years of clean payments"}),
-        )
-        .await;
+    let (status, approved) = decide(
+        &app,
+        &s.admin.token,
+        &rid,
+        json!({"decision": "approve", "reason": "two years of clean payments"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["status"], "approved");
     assert_eq!(approved["decided_by"], json!(s.admin.id));
@@ -208,22 +241,8 @@ async fn an_upgrade_goes_from_eligibility_to_the_old_contract_closing() {
 
     // The customer reserves the bigger bike and applies with the upgrade:
     // the deposit defaults to the equity.
-    let (status, reservation) = app
-        .post(
-            &format!("/api/v1/vehicles/{bigger_id}/reservations"),
-            Some(&s.customer.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reservation}");
-    let mut application = json!({
-        "vehicle_id": bigger_id,
-        "product_id": s.product_id,
-        "term_periods": 52,
-        "occupation": "boda_rider",
-        "income": {"declared_minor": INCOME, "frequency": "monthly"},
-        "upgrade_request_id": rid,
-    });
+    reserve(&app, &s.customer.token, &bigger_id).await;
+    let mut application = upgrade_application(&s, &bigger_id, &rid);
     let csv = statement(&Shape::steady(INCOME));
     let a = app
         .eventually(
@@ -251,18 +270,13 @@ async fn an_upgrade_goes_from_eligibility_to_the_old_contract_closing() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{accepted}");
-    let application_id = a["id"].clone();
-    let new = app
-        .eventually("payments to write the new contract", || async {
-            let (_, page) = app.get("/api/v1/contracts", Some(&s.customer.token)).await;
-            page["items"]
-                .as_array()?
-                .iter()
-                .find(|c| c["application_id"] == application_id)
-                .cloned()
-        })
-        .await;
-    let new_id = new["id"].as_str().unwrap().to_owned();
+    let new_id = contract_of(
+        &app,
+        &s.customer.token,
+        &a["id"],
+        "payments to write the new contract",
+    )
+    .await;
     let detail = contract(&app, &s.customer.token, &new_id).await;
     // The equity covers the deposit; the processing fee is still to pay.
     assert_eq!(detail["status"], "pending_deposit", "{detail}");
@@ -448,26 +462,26 @@ async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
     assert_eq!(status, StatusCode::CREATED, "{r}");
     assert_eq!(r["status"], "pending_review", "{r}");
     let rid = r["id"].as_str().unwrap().to_owned();
-    let (status, declined) = app
-        .post(
-            &format!("/api/v1/upgrade-requests/{rid}/decision"),
-            Some(&s.admin.token),
-            json!({"decision": "decline", "reason": "the branch has no 200cc bikes to service"}),
-        )
-        .await;
+    let (status, declined) = decide(
+        &app,
+        &s.admin.token,
+        &rid,
+        json!({"decision": "decline", "reason": "the branch has no 200cc bikes to service"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{declined}");
     assert_eq!(declined["status"], "declined");
     assert_eq!(
         declined["decision_reason"],
         "the branch has no 200cc bikes to service"
     );
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/upgrade-requests/{rid}/decision"),
-            Some(&s.admin.token),
-            json!({"decision": "approve", "reason": "changed my mind"}),
-        )
-        .await;
+    let (status, body) = decide(
+        &app,
+        &s.admin.token,
+        &rid,
+        json!({"decision": "approve", "reason": "changed my mind"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, r) = request_upgrade(&app, &s.customer.token, &old, &bigger_id).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
@@ -495,13 +509,13 @@ async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
     let (status, r) = request_upgrade(&app, &s.customer.token, &old, &bigger_id).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
     let rid = r["id"].as_str().unwrap().to_owned();
-    let (status, approved) = app
-        .post(
-            &format!("/api/v1/upgrade-requests/{rid}/decision"),
-            Some(&s.admin.token),
-            json!({"decision": "approve", "reason": "fine"}),
-        )
-        .await;
+    let (status, approved) = decide(
+        &app,
+        &s.admin.token,
+        &rid,
+        json!({"decision": "approve", "reason": "fine"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert!(approved["valid_until"].is_string(), "{approved}");
     // Credit has the approval before the clock moves.
@@ -527,23 +541,9 @@ async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
         (r["status"] == "expired").then_some(())
     })
     .await;
-    let (status, reservation) = app
-        .post(
-            &format!("/api/v1/vehicles/{bigger_id}/reservations"),
-            Some(&s.customer.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+    reserve(&app, &s.customer.token, &bigger_id).await;
     let csv = statement(&Shape::steady(INCOME));
-    let application = json!({
-        "vehicle_id": bigger_id,
-        "product_id": s.product_id,
-        "term_periods": 52,
-        "occupation": "boda_rider",
-        "income": {"declared_minor": INCOME, "frequency": "monthly"},
-        "upgrade_request_id": rid,
-    });
+    let application = upgrade_application(&s, &bigger_id, &rid);
     let (status, body) = apply_multipart(&app, &s.customer.token, &application, Some(&csv)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(
@@ -580,30 +580,16 @@ async fn an_upgrade_waits_while_the_old_contract_is_paused_and_trades_in_after_i
     let (status, r) = request_upgrade(&app, &s.customer.token, &old, &bigger_id).await;
     assert_eq!(r["status"], "pending_review", "{status} {r}");
     let rid = r["id"].as_str().unwrap().to_owned();
-    let (status, approved) = app
-        .post(
-            &format!("/api/v1/upgrade-requests/{rid}/decision"),
-            Some(&s.admin.token),
-            json!({"decision": "approve", "reason": "a good year"}),
-        )
-        .await;
+    let (status, approved) = decide(
+        &app,
+        &s.admin.token,
+        &rid,
+        json!({"decision": "approve", "reason": "a good year"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
-    let (status, reservation) = app
-        .post(
-            &format!("/api/v1/vehicles/{bigger_id}/reservations"),
-            Some(&s.customer.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reservation}");
-    let application = json!({
-        "vehicle_id": bigger_id,
-        "product_id": s.product_id,
-        "term_periods": 52,
-        "occupation": "boda_rider",
-        "income": {"declared_minor": INCOME, "frequency": "monthly"},
-        "upgrade_request_id": rid,
-    });
+    reserve(&app, &s.customer.token, &bigger_id).await;
+    let application = upgrade_application(&s, &bigger_id, &rid);
     let csv = statement(&Shape::steady(INCOME));
     let a = app
         .eventually("credit to hear the approval", || async {
@@ -631,21 +617,13 @@ async fn an_upgrade_waits_while_the_old_contract_is_paused_and_trades_in_after_i
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{accepted}");
-    let application_id = a["id"].clone();
-    let new = app
-        .eventually(
-            "payments to write the new contract though the old is paused",
-            || async {
-                let (_, page) = app.get("/api/v1/contracts", Some(&s.customer.token)).await;
-                page["items"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["application_id"] == application_id)
-                    .cloned()
-            },
-        )
-        .await;
-    let new_id = new["id"].as_str().unwrap().to_owned();
+    let new_id = contract_of(
+        &app,
+        &s.customer.token,
+        &a["id"],
+        "payments to write the new contract though the old is paused",
+    )
+    .await;
     let detail = contract(&app, &s.customer.token, &new_id).await;
     let fee = deposit_due(&detail) - a["deposit_minor"].as_i64().unwrap();
     let (status, paid) = pay(&app, &s.agent.token, &new_id, fee).await;

@@ -4,7 +4,7 @@
 //! notifications in the customer's language.
 
 use miliki_platform::clock::Clock;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -23,18 +23,6 @@ async fn active(app: &TestApp, admin: &Account, customer: &Account) -> String {
     let (_, r) = pay(app, &admin.token, &id, deposit_due(&c)).await;
     assert_eq!(r["contract"]["status"], "active");
     id
-}
-
-async fn prefer(app: &TestApp, who: &Account, body: Value) {
-    let (s, b) = app
-        .send(
-            Method::PUT,
-            "/api/v1/notifications/preferences",
-            Some(&who.token),
-            Some(body),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
 }
 
 /// The customer's in-app installment reminders, oldest first.
@@ -96,8 +84,7 @@ async fn reminders_go_two_days_before_and_on_the_day_once_and_not_when_paid_ahea
     let ahead_id = active(&app, &admin, &ahead).await;
     // Swahili, by SMS too, with quiet hours 10:00-12:00 local (07:00-09:00 UTC).
     let number = unique_phone();
-    prefer(
-        &app,
+    app.set_preferences(
         &late,
         json!({"language": "sw", "sms_number": number, "quiet_start": "10:00", "quiet_end": "12:00"}),
     )

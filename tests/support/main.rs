@@ -674,15 +674,7 @@ async fn subscribe(app: &TestApp, who: &Account, language: &str, extra: Value) -
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    let (s, b) = app
-        .send(
-            Method::PUT,
-            "/api/v1/notifications/preferences",
-            Some(&who.token),
-            Some(body),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
+    app.set_preferences(who, body).await;
     number
 }
 

@@ -287,27 +287,14 @@ async fn admins_reorder_and_delete_photos() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Again, through the wrong vehicle, or on no vehicle: 404, nothing else deleted.
-    let (status, body) = delete(
-        &app,
-        &format!("/api/v1/vehicles/{id}/photos/{a}"),
-        &admin.token,
-    )
-    .await;
-    assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
-    let (status, body) = delete(
-        &app,
-        &format!("/api/v1/vehicles/{id}/photos/{foreign}"),
-        &admin.token,
-    )
-    .await;
-    assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
-    let (status, body) = delete(
-        &app,
-        &format!("/api/v1/vehicles/{unknown}/photos/{b}"),
-        &admin.token,
-    )
-    .await;
-    assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
+    for path in [
+        format!("/api/v1/vehicles/{id}/photos/{a}"),
+        format!("/api/v1/vehicles/{id}/photos/{foreign}"),
+        format!("/api/v1/vehicles/{unknown}/photos/{b}"),
+    ] {
+        let (status, body) = delete(&app, &path, &admin.token).await;
+        assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
+    }
     let (status, body) = reorder(&app, &admin.token, &unknown, json!([b])).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not-found");
     assert_eq!(

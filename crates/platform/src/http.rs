@@ -31,6 +31,16 @@ use crate::problem::{ApiError, FieldError};
 /// The request-id header set by the gateway (or the first service to see a request).
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// `201 Created` with `body` as JSON and `Location: location` (a path of
+/// this API; a location that is not a valid header value is left out).
+pub fn created<T: Serialize>(location: &str, body: T) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// A JSON body extractor and response whose rejections are problem documents:
 /// 415 without a JSON content type, 413 past the body limit, 400 for broken
 /// JSON and 422, naming the field, for JSON of the wrong shape.

@@ -17,7 +17,6 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::ApplicationStatus;
 use crate::store;
 
 /// An approved upgrade's equity, ready to be carried into an application.
@@ -127,19 +126,17 @@ pub fn not_found() -> ApiError {
     )
 }
 
-/// The grant `id` for an application of `customer` on `vehicle`, refused
-/// (each reason named) when it is not theirs, not for that vehicle, not
-/// approved (yet), expired at `now`, or already carried by another
-/// application still open.
-pub async fn usable(
+/// Refuses `grant` for an application of `customer` on `vehicle` (each
+/// reason named) when it is not theirs, not for that vehicle, expired at
+/// `now`, or already carried by another application still open.
+pub async fn check_usable(
     conn: &mut AnyConnection,
-    id: Uuid,
+    grant: &UpgradeGrant,
     customer: Uuid,
     vehicle: Uuid,
     now: DateTime<Utc>,
-) -> Result<UpgradeGrant, ApiError> {
+) -> Result<(), ApiError> {
     let field = "upgrade_request_id";
-    let grant = find(conn, id, "").await?.ok_or_else(not_found)?;
     if grant.customer_id != customer {
         return Err(ApiError::field(field, "the upgrade is another customer's"));
     }
@@ -158,14 +155,14 @@ pub async fn usable(
     if let Some(app) = grant.application_id {
         let open = store::find_application(conn, app, "")
             .await?
-            .is_some_and(|a| a.status.is_open() || a.status == ApplicationStatus::Accepted);
+            .is_some_and(|a| a.status.is_open());
         if open {
             return Err(ApiError::Conflict(
                 "the upgrade is already carried by another application".into(),
             ));
         }
     }
-    Ok(grant)
+    Ok(())
 }
 
 /// Binds the grant to `application` (the one that carries it now).

@@ -15,7 +15,7 @@ use miliki_events::standing;
 use miliki_platform::auth::Role;
 use miliki_platform::clock::to_micros;
 use miliki_platform::db::{like_escape, FilteredQuery, RowExt, Tx};
-use miliki_platform::http::{Json, Path, Query};
+use miliki_platform::http::{created, Json, Path, Query};
 use miliki_platform::pagination::{self, Page};
 use miliki_platform::problem::{Problem, Validator};
 use miliki_platform::string_enum;
@@ -586,12 +586,10 @@ pub async fn create(
     let mut tx = state.deps.db.begin().await?;
     open(&state, &mut tx, &t, None).await?;
     state.deps.events.commit(tx).await?;
-    let mut response =
-        (StatusCode::CREATED, Json(view(&state, &caller, &t).await?)).into_response();
-    if let Ok(location) = format!("/api/v1/tickets/{}", t.id).parse() {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(created(
+        &format!("/api/v1/tickets/{}", t.id),
+        view(&state, &caller, &t).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

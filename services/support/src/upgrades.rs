@@ -24,8 +24,7 @@
 //! Every change is kept with who made it and why.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use miliki_events::catalogue::support::UpgradeDecided;
 use miliki_events::standing;
@@ -33,7 +32,7 @@ use miliki_platform::auth::Role;
 use miliki_platform::clock::{from_micros, to_micros};
 use miliki_platform::config::Settings;
 use miliki_platform::db::{FilteredQuery, RowExt, Tx};
-use miliki_platform::http::{Json, Path, Query};
+use miliki_platform::http::{created, Json, Path, Query};
 use miliki_platform::pagination::{self, Page};
 use miliki_platform::problem::{Problem, Validator};
 use miliki_platform::string_enum;
@@ -689,7 +688,7 @@ pub async fn create(
         return Err(ApiError::BadRequest("invalid upgrade request".into()));
     };
     // A lapsed approval no longer holds the contract's one open request.
-    expire_due(&state).await?;
+    expire_due(&state, Some(contract_id)).await?;
     let (contract, assessment) = assess_now(&state, &caller, contract_id, desired).await?;
     // Payments let the caller see the contract; this service holds them to
     // its own rule too (an agent's book as it learned it from events).
@@ -757,11 +756,7 @@ pub async fn create(
     record_transition(&mut tx, r.id, None, r.status, Some(caller.id), &why, now).await?;
     tx.commit().await?;
     let r = visible(&state, &caller, r.id).await?;
-    let mut response = (StatusCode::CREATED, Json(r.clone())).into_response();
-    if let Ok(location) = format!("/api/v1/upgrade-requests/{}", r.id).parse() {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(created(&format!("/api/v1/upgrade-requests/{}", r.id), r))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -1035,18 +1030,22 @@ pub async fn cancel(
     Ok(Json(visible(&state, &caller, id).await?))
 }
 
-/// Expires approvals whose time ran out by the clock's now, each with its
-/// transition; returns how many. Safe to run anywhere at once: each move is
-/// guarded by the status it was read in.
-pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
+/// Expires approvals (of `contract`, or all) whose time ran out by the
+/// clock's now, each with its transition; returns how many. Safe to run
+/// anywhere at once: each move is guarded by the status it was read in.
+pub async fn expire_due(state: &AppState, contract: Option<Uuid>) -> Result<usize, ApiError> {
     let now = state.deps.clock.now();
-    let rows = sqlx::query(
-        "SELECT * FROM upgrade_requests WHERE status = 'approved' AND valid_until < $1 \
-         ORDER BY valid_until LIMIT 100",
-    )
-    .bind(to_micros(now))
-    .fetch_all(state.deps.db.reader())
-    .await?;
+    let mut q = FilteredQuery::new("SELECT * FROM upgrade_requests");
+    q.and("status = ?", "approved");
+    q.and(
+        "valid_until < CAST(? AS BIGINT)",
+        to_micros(now).to_string(),
+    );
+    if let Some(c) = contract {
+        q.and("contract_id = ?", c.to_string());
+    }
+    q.push(" ORDER BY valid_until LIMIT 100");
+    let rows = q.fetch_all(state.deps.db.reader()).await?;
     let mut n = 0;
     for row in rows {
         let r = from_row(&row)?;
@@ -1074,7 +1073,7 @@ pub async fn run_expiry(state: AppState, shutdown: tokio_util::sync::Cancellatio
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(poll) => {}
         }
-        match expire_due(&state).await {
+        match expire_due(&state, None).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "upgrade approvals ran out"),
             Err(e) => tracing::warn!(error = %e, "upgrade expiry failed; will retry"),

@@ -17,6 +17,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use miliki_events::catalogue::payments::ContractUpgraded;
 use miliki_events::catalogue::vehicles::{ReservationConverted, VehicleStatusChanged};
 use miliki_events::{inbox, standing, Event, EventHandler};
 use miliki_platform::ApiError;
@@ -41,12 +42,6 @@ pub const CONTRACT_PAID_OFF: &str = "payments.contract.paid_off.v1";
 
 /// The payments service's event for a contract traded in for an upgrade.
 pub const CONTRACT_UPGRADED: &str = "payments.contract.upgraded.v1";
-
-/// The fields of [`CONTRACT_UPGRADED`] read here beyond [`ContractActivated`]'s.
-#[derive(Debug, Clone, Deserialize)]
-struct ContractUpgraded {
-    new_contract_id: Uuid,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContractActivated {
@@ -89,10 +84,8 @@ impl EventHandler for Consumer {
                 .await
                 .map_err(|e| anyhow::anyhow!("marking a vehicle owned: {e}"));
         }
-        if event.event_type == CONTRACT_UPGRADED {
-            let payload: ContractActivated = serde_json::from_value(event.data.clone())?;
-            let up: ContractUpgraded = serde_json::from_value(event.data.clone())?;
-            return take_back(&self.state, event, &payload, up.new_contract_id)
+        if let Some(up) = event.payload::<ContractUpgraded>() {
+            return take_back(&self.state, event, &up?)
                 .await
                 .map_err(|e| anyhow::anyhow!("taking a traded-in vehicle back: {e}"));
         }
@@ -210,14 +203,18 @@ pub async fn mark_owned(
 pub async fn take_back(
     state: &AppState,
     event: &Event,
-    c: &ContractActivated,
-    new_contract: Uuid,
+    up: &ContractUpgraded,
 ) -> Result<(), ApiError> {
     let reason = format!(
-        "traded in: contract {} upgraded to contract {new_contract}",
-        c.contract_id
+        "traded in: contract {} upgraded to contract {}",
+        up.contract_id, up.new_contract_id
     );
-    leave_contract(state, event, c, Status::InMaintenance, None, reason).await
+    let c = ContractActivated {
+        contract_id: up.contract_id,
+        customer_id: up.customer_id,
+        vehicle_id: up.vehicle_id,
+    };
+    leave_contract(state, event, &c, Status::InMaintenance, None, reason).await
 }
 
 /// Moves the vehicle of an ended contract from `under_contract` to `to`,

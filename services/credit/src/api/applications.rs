@@ -268,14 +268,17 @@ pub async fn create(
     let (mut body, statement_bytes) = read_body(&state, req).await?;
     let deps = &state.deps;
     // An upgrade's deposit is its equity unless the applicant says otherwise.
-    let upgrade_id = body.upgrade_request_id;
-    if let (Some(id), None) = (upgrade_id, body.deposit_minor) {
-        let mut conn = deps.db.reader().acquire().await?;
-        let grant = upgrades::find(&mut conn, id, "")
-            .await?
-            .ok_or_else(upgrades::not_found)?;
-        body.deposit_minor = Some(grant.equity_minor.max(0));
-    }
+    let grant = match body.upgrade_request_id {
+        Some(id) => {
+            let mut conn = deps.db.reader().acquire().await?;
+            let grant = upgrades::find(&mut conn, id, "")
+                .await?
+                .ok_or_else(upgrades::not_found)?;
+            body.deposit_minor.get_or_insert(grant.equity_minor.max(0));
+            Some(grant)
+        }
+        None => None,
+    };
     let input = parse_request(&body)?;
     let customer = match caller.role {
         Role::Customer => match input.customer_id {
@@ -340,13 +343,10 @@ pub async fn create(
             ));
         }
     }
-    let grant = match upgrade_id {
-        Some(id) => {
-            let mut conn = deps.db.reader().acquire().await?;
-            Some(upgrades::usable(&mut conn, id, customer, input.vehicle_id, now).await?)
-        }
-        None => None,
-    };
+    if let Some(g) = &grant {
+        let mut conn = deps.db.reader().acquire().await?;
+        upgrades::check_usable(&mut conn, g, customer, input.vehicle_id, now).await?;
+    }
     let declared_monthly = input.frequency.monthly(input.declared_minor);
     let assessment = ops::assess(
         &state,

@@ -90,11 +90,7 @@ impl CreateContract {
 }
 
 fn created(detail: &ContractDetail) -> Response {
-    let mut response = (StatusCode::CREATED, Json(detail.clone())).into_response();
-    if let Ok(location) = format!("/api/v1/contracts/{}", detail.contract.id).parse() {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
+    miliki_platform::http::created(&format!("/api/v1/contracts/{}", detail.contract.id), detail)
 }
 
 /// Create a contract (admins: migrating loans, or testing before credit exists).

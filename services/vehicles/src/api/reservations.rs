@@ -4,8 +4,7 @@
 //! exactly one wins and the rest get 409.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use miliki_events::catalogue::vehicles::{
     ReservationCancelled, ReservationCreated, VehicleStatusChanged,
 };
@@ -115,15 +114,10 @@ pub async fn create(
         .await?;
     deps.events.commit(tx).await?;
     state.committed(&[vehicle_id]).await;
-    let mut response = (
-        StatusCode::CREATED,
-        Json(ReservationView::from(&reservation)),
-    )
-        .into_response();
-    if let Ok(location) = format!("/api/v1/reservations/{}", reservation.id).parse() {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(miliki_platform::http::created(
+        &format!("/api/v1/reservations/{}", reservation.id),
+        ReservationView::from(&reservation),
+    ))
 }
 
 /// A reservation the caller may see: its customer's, or anyone's for staff. Others get 404.
