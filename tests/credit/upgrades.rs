@@ -462,6 +462,16 @@ async fn upgrade_requests_refuse_other_owners_wrong_roles_and_bad_input() {
     assert_eq!(status, StatusCode::CREATED, "{r}");
     assert_eq!(r["status"], "pending_review", "{r}");
     let rid = r["id"].as_str().unwrap().to_owned();
+    // Control characters in the reason are refused, and nothing is decided.
+    let (status, body) = decide(
+        &app,
+        &s.admin.token,
+        &rid,
+        json!({"decision": "decline", "reason": "no\u{7}bikes"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(invalid_fields(&body), vec!["reason"]);
     let (status, declined) = decide(
         &app,
         &s.admin.token,
